@@ -1,0 +1,1 @@
+"""The broker core: topic trie, sessions and queues, router, retained messages, wills."""

@@ -1,0 +1,124 @@
+# -*- test-case-name: tests.test_node -*-
+"""
+One vernemq node as a tree of Twisted services.
+
+L{makeNodeService} composes the broker, one listening service per MQTT
+listener and, when configured, the SSH manhole.  It takes the reactor as an
+argument, so tests compose a node on a L{MemoryReactorClock}; only
+L{vernemq.tap} passes the global reactor.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import IService, MultiService
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+
+from vernemq.broker.broker import Broker
+from vernemq.config import Config, ListenerSpec
+from vernemq.listening import ListenerService
+from vernemq.mqtt.protocol import MQTTFactory
+
+#: Listener kinds the node serves now; the others are parsed and shown but
+#: their feature arrives in a later issue.
+SERVED_LISTENER_KINDS = frozenset({"tcp"})
+
+
+class NodeService(MultiService):
+    """
+    The root service of a node.
+
+    @ivar config: the validated configuration.
+    @ivar broker: the live broker (also in the manhole namespace).
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config, broker: Broker) -> None:
+        super().__init__()
+        self.config = config
+        self.broker = broker
+
+    def listeners(self) -> list[ListenerService]:
+        """Every listening service of this node, in configuration order."""
+        return [s for s in self if isinstance(s, ListenerService)]
+
+    def startService(self) -> None:
+        """Start every child, then say once where the node listens."""
+        super().startService()
+        addresses = ", ".join(f"{s.label} on {s.address()}" for s in self.listeners())
+        self.log.info(
+            "node {nodename} started; listening: {addresses}",
+            nodename=self.config["nodename"],
+            addresses=addresses or "nothing",
+        )
+
+    def stopService(self) -> Any:
+        """Close client connections, then stop listening."""
+        self.broker.shutdown()
+        d = super().stopService()
+        self.log.info("node {nodename} stopped", nodename=self.config["nodename"])
+        return d
+
+
+def _listenerLabel(spec: ListenerSpec) -> str:
+    return f"mqtt {spec.kind}.{spec.name}"
+
+
+def makeNodeService(config: Config, reactor: Any) -> NodeService:
+    """
+    Compose a node from C{config}.
+
+    Warns once per configured key whose feature is not built yet.
+    """
+    log = Logger(namespace="vernemq.node")
+    for key in config.unimplemented_keys():
+        log.warn(
+            "{key} is accepted but its feature is not implemented yet",
+            key=key,
+        )
+    broker = Broker(config, reactor)
+    node = NodeService(config, broker)
+    for spec in config.mqtt_listeners():
+        if spec.kind not in SERVED_LISTENER_KINDS:
+            continue
+        description = spec.endpoint_description()
+        endpoint = serverFromString(reactor, description)
+        ListenerService(
+            _listenerLabel(spec),
+            description,
+            endpoint,
+            MQTTFactory(broker, spec, reactor),
+        ).setServiceParent(node)
+    if config["manhole"]:
+        _manholeService(config, node, reactor).setServiceParent(node)
+    return node
+
+
+def _manholeService(config: Config, node: NodeService, reactor: Any) -> IService:
+    from vernemq.manhole import makeManholeService
+
+    host, port = config["manhole.listener"]
+    hostKey = config["manhole.host_key_file"] or os.path.join(
+        config["platform_data_dir"], "manhole_host_key"
+    )
+    namespace: dict[str, object] = {
+        "node": node,
+        "broker": node.broker,
+        "sessions": node.broker.sessions,
+        "config": config,
+        "reactor": reactor,
+    }
+    return makeManholeService(
+        host=host,
+        port=port,
+        user=config["manhole.user"],
+        authorized_keys_file=config["manhole.authorized_keys_file"],
+        password_file=config["manhole.password_file"],
+        host_key_file=hostKey,
+        namespace=namespace,
+        reactor=reactor,
+    )
