@@ -83,9 +83,27 @@ class UnsupportedProtocolVersion(MQTTError):
     """
     A CONNECT with an unknown protocol name or level.  The server answers
     CONNACK 0x01 (v3) or 0x84 (v5) and closes.
+
+    @ivar protocol_level: the protocol level byte the CONNECT carried (the
+        server answers in v5 format when it is 5, else in v3 format).
+    @ivar protocol_name: the protocol name the CONNECT carried.
     """
 
     reason_code = 0x84
+    protocol_level: int | None = None
+    protocol_name: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        reason_code: int | None = None,
+        *,
+        protocol_level: int | None = None,
+        protocol_name: str | None = None,
+    ) -> None:
+        super().__init__(message, reason_code)
+        self.protocol_level = protocol_level
+        self.protocol_name = protocol_name
 
 
 @dataclass(slots=True)

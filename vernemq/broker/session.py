@@ -1,0 +1,825 @@
+# -*- test-case-name: tests.test_broker_session -*-
+"""
+MQTT sessions: the state a client keeps across connections.
+
+A L{Session} is one subscriber id C{(mountpoint, client_id)}.  It lives
+while its client is connected and, for a persistent session, after that
+until it expires.  It holds:
+
+  - the subscriptions (filter -> L{SubOpts}), mirrored in its
+    mountpoint's trie with the session itself as the key;
+  - the outgoing QoS 1/2 state: the inflight window (packet id ->
+    L{_Inflight}, in send order), the next packet id, and one retry timer
+    for the whole window (not one per message);
+  - the queue of messages waiting for the window, for a paused (slow)
+    connection, or for the client to come back (L{Session.pending});
+  - the inbound QoS 2 packet ids received but not yet released
+    ("method B": the message is routed on PUBLISH, the id is remembered
+    until PUBREL, so a DUP PUBLISH is acknowledged but not routed again);
+  - the will of the current connection and its delay timer, and the
+    session expiry timer.
+
+Packets from the client arrive through the C{handle_*} methods, called by
+L{vernemq.mqtt.protocol.MQTTProtocol}.  A handler raises an
+L{vernemq.mqtt.packets.MQTTError} for a protocol violation (the protocol
+closes the connection with the reason code), and returns a L{Deferred}
+when it waits for an asynchronous plugin hook (the protocol handles no
+further packet of that client until it fires).
+
+Delivery (L{Session.deliver}) is the fan-out hot path, called by
+L{vernemq.broker.router.route} once per matching session: QoS 0 goes
+straight into the connection's output batch as the message's cached
+bytes; QoS 1/2 takes a packet id if the window has room, else waits in
+the queue.  Limits: C{max_inflight_messages} (and an MQTT 5.0 client's
+receive maximum) bound the window; C{max_online_messages} bounds the queue
+while connected and C{max_offline_messages} while offline (QoS 0 is not
+queued offline); a full queue drops the new message and counts it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IDelayedCall
+from twisted.logger import Logger
+
+from vernemq.broker.message import Message, pid_bytes
+from vernemq.broker.router import SubOpts, Topics
+from vernemq.broker.topics import parse_shared, validate_topic_filter
+from vernemq.mqtt.packets import (
+    Disconnect,
+    MQTTError,
+    Packet,
+    PingReq,
+    ProtocolError,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    SubAck,
+    Subscribe,
+    UnsubAck,
+    Unsubscribe,
+)
+from vernemq.plugins.hooks import Error, Ok
+
+if TYPE_CHECKING:
+    from vernemq.broker.broker import Broker
+
+__all__ = ["Connection", "Limits", "NotAuthorizedError", "Session"]
+
+#: Fixed headers of the two-byte acknowledgements.
+_PUBACK = b"\x40\x02"
+_PUBREC = b"\x50\x02"
+_PUBREL = b"\x62\x02"
+_PUBCOMP = b"\x70\x02"
+_PINGRESP = b"\xd0\x00"
+
+#: MQTT 5.0 "never expires".
+SESSION_NEVER_EXPIRES = 0xFFFFFFFF
+
+
+class NotAuthorizedError(MQTTError):
+    """A client did something a plugin forbade (0x87); the connection closes."""
+
+    reason_code = 0x87
+
+
+class Connection(Protocol):
+    """
+    What a session needs from the connection it is attached to
+    (L{vernemq.mqtt.protocol.MQTTProtocol} provides it).
+    """
+
+    #: The protocol level: 3, 4 or 5 (the bridge bit is stripped).
+    level: int
+    #: Whether the transport asked us to stop writing (back-pressure).
+    paused: bool
+    #: MQTT 5.0 topic aliases the client set (alias -> topic).
+    aliases: dict[int, str]
+
+    def write(self, data: bytes) -> None:
+        """Add bytes to this connection's output batch."""
+
+    def write_parts(self, head: bytes, middle: bytes, tail: bytes) -> None:
+        """Add three byte strings to this connection's output batch."""
+
+    def send_packet(self, packet: Packet) -> None:
+        """Encode a packet for this connection and add it to the batch."""
+
+    def close(self, send_will: bool) -> None:
+        """Close after the pending output; the will goes if C{send_will}."""
+
+    def taken_over(self) -> None:
+        """A newer connection took the client id: close this one."""
+
+
+@dataclass(slots=True)
+class Limits:
+    """
+    Per-session limits, from the configuration, changeable by
+    C{auth_on_register} modifiers.
+    """
+
+    max_inflight: int = 20
+    max_online: int = 1000
+    max_offline: int = 1000
+    retry_interval: float = 20.0
+    upgrade_qos: bool = False
+    lifo: bool = False
+
+
+class _Inflight:
+    """One outgoing QoS 1/2 message waiting for its acknowledgement."""
+
+    __slots__ = ("msg", "qos", "released", "retain", "sent_at", "sub_ids")
+
+    def __init__(
+        self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...], sent_at: float
+    ) -> None:
+        self.msg = msg
+        self.qos = qos
+        self.retain = retain
+        self.sub_ids = sub_ids
+        self.sent_at = sent_at
+        #: QoS 2: PUBREC received, PUBREL sent, waiting for PUBCOMP.
+        self.released = False
+
+
+_Queued = tuple[Message, int, bool, tuple[int, ...]]
+
+
+class Session:
+    """
+    The state of one client id in one mountpoint.
+
+    @ivar sid: C{(mountpoint, client_id)}, VerneMQ's subscriber id.
+    @ivar conn: the attached connection, or L{None} while offline.
+    @ivar level: the protocol level of the last connection (3, 4 or 5).
+    @ivar expiry: seconds the session outlives its connection: 0 ends it
+        with the connection, L{None} never expires.
+    @ivar subscriptions: filter -> L{SubOpts}.
+    @ivar pending: messages waiting for delivery, oldest first.
+    @ivar inflight: packet id -> unacknowledged outgoing message.
+    @ivar qos2_in: inbound QoS 2 packet ids awaiting PUBREL.
+    @ivar dropped: messages this session dropped because a queue was full.
+    """
+
+    log = Logger()
+
+    __slots__ = (
+        "_clock",
+        "_expiry_call",
+        "_retry_call",
+        "_will_call",
+        "broker",
+        "bridge",
+        "client_id",
+        "conn",
+        "counters",
+        "dropped",
+        "expiry",
+        "inflight",
+        "level",
+        "limits",
+        "max_depth",
+        "mountpoint",
+        "next_pid",
+        "pending",
+        "qos2_in",
+        "receive_max_in",
+        "sid",
+        "subscriptions",
+        "topics",
+        "username",
+        "will",
+        "will_delay",
+        "window",
+        "__weakref__",
+    )
+
+    def __init__(
+        self,
+        broker: Broker,
+        topics: Topics,
+        client_id: str,
+        limits: Limits,
+        expiry: int | None = 0,
+    ) -> None:
+        self.broker = broker
+        self.topics = topics
+        self.mountpoint = topics.mountpoint
+        self.client_id = client_id
+        self.sid = (topics.mountpoint, client_id)
+        self.limits = limits
+        self.expiry = expiry
+        self.conn: Connection | None = None
+        self.level = 4
+        self.bridge = False
+        self.username: str | None = None
+        self.subscriptions: dict[str, SubOpts] = {}
+        self.pending: deque[_Queued] = deque()
+        self.inflight: dict[int, _Inflight] = {}
+        self.qos2_in: set[int] = set()
+        self.next_pid = 1
+        self.window = limits.max_inflight or 65535
+        self.receive_max_in = 65535
+        self.max_depth = 0
+        self.dropped = 0
+        self.will: Message | None = None
+        self.will_delay = 0
+        self.counters = broker.counters
+        self._clock = broker.reactor.seconds
+        self._retry_call: IDelayedCall | None = None
+        self._expiry_call: IDelayedCall | None = None
+        self._will_call: IDelayedCall | None = None
+
+    def __repr__(self) -> str:
+        state = "online" if self.conn is not None else "offline"
+        return (
+            f"<Session {self.client_id!r} mountpoint={self.mountpoint!r} {state} "
+            f"subscriptions={len(self.subscriptions)} inflight={len(self.inflight)} "
+            f"queued={len(self.pending)}>"
+        )
+
+    # -- delivery: the hot path ------------------------------------------
+
+    def deliver(self, msg: Message, sub_qos: int, rap: bool, sub_ids: tuple[int, ...]) -> None:
+        """
+        Deliver a routed message that matched this session's subscriptions.
+
+        @param sub_qos: the (highest) granted QoS of the matching
+            subscriptions.
+        @param rap: keep the message's RETAIN flag (MQTT 5.0
+            retain-as-published); otherwise it is cleared.
+        @param sub_ids: MQTT 5.0 subscription identifiers to send.
+        """
+        qos = msg.qos
+        if sub_qos < qos or (sub_qos > qos and self.limits.upgrade_qos):
+            qos = sub_qos
+        retain = rap and msg.retain
+        conn = self.conn
+        if conn is not None and not conn.paused:
+            if qos == 0:
+                if sub_ids and self.level == 5:
+                    conn.write(msg.encode_for(5, 0, retain, False, None, list(sub_ids)))
+                else:
+                    conn.write(msg.frame(self.level, 0, retain))
+                self.counters.publish_out += 1
+                return
+            if not self.pending and len(self.inflight) < self.window:
+                self._send_new(conn, msg, qos, retain, sub_ids, None)
+                return
+        self._enqueue(msg, qos, retain, sub_ids)
+
+    def _enqueue(self, msg: Message, qos: int, retain: bool, sub_ids: tuple[int, ...]) -> None:
+        if self.conn is None:
+            if qos == 0:
+                return
+            limit = self.limits.max_offline
+        else:
+            limit = self.limits.max_online
+        pending = self.pending
+        if limit >= 0 and len(pending) >= limit:
+            self.dropped += 1
+            self.counters.dropped += 1
+            return
+        if self.limits.lifo:
+            pending.appendleft((msg, qos, retain, sub_ids))
+        else:
+            pending.append((msg, qos, retain, sub_ids))
+
+    def _send_new(
+        self,
+        conn: Connection,
+        msg: Message,
+        qos: int,
+        retain: bool,
+        sub_ids: tuple[int, ...],
+        expiry: int | None,
+    ) -> None:
+        """Send a QoS 1/2 message under a new packet id."""
+        inflight = self.inflight
+        pid = self.next_pid
+        while pid in inflight:
+            pid = pid % 65535 + 1
+        self.next_pid = pid % 65535 + 1
+        if (sub_ids and self.level == 5) or expiry is not None:
+            conn.write(
+                msg.encode_for(self.level, qos, retain, False, pid, list(sub_ids), expiry)
+            )
+        else:
+            head, tail = msg.frame(self.level, qos, retain)
+            conn.write_parts(head, pid_bytes(pid), tail)
+        now = self._clock()
+        inflight[pid] = _Inflight(msg, qos, retain, sub_ids, now)
+        self.counters.publish_out += 1
+        if self._retry_call is None and self.limits.retry_interval > 0:
+            self._retry_call = self.broker.reactor.callLater(
+                self.limits.retry_interval, self._retry
+            )
+
+    def drain(self) -> None:
+        """Send queued messages while the connection and the window allow."""
+        conn = self.conn
+        if conn is None or conn.paused:
+            return
+        pending = self.pending
+        inflight = self.inflight
+        window = self.window
+        level = self.level
+        stats = self.counters
+        now = self._clock()
+        while pending:
+            msg, qos, retain, sub_ids = pending[0]
+            if qos and len(inflight) >= window:
+                break
+            pending.popleft()
+            expiry: int | None = None
+            if msg.expires_at is not None:
+                left = msg.expires_at - now
+                if left <= 0:
+                    stats.expired += 1
+                    continue
+                expiry = math.ceil(left)
+            if qos:
+                self._send_new(conn, msg, qos, retain, sub_ids, expiry)
+            else:
+                if (sub_ids and level == 5) or expiry is not None:
+                    conn.write(msg.encode_for(level, 0, retain, False, None, list(sub_ids), expiry))
+                else:
+                    conn.write(msg.frame(level, 0, retain))
+                stats.publish_out += 1
+
+    def _resend(self, conn: Connection, pid: int, entry: _Inflight) -> None:
+        """Send an inflight message again: PUBLISH with DUP, or PUBREL."""
+        if entry.released:
+            conn.write(_PUBREL + pid_bytes(pid))
+            return
+        msg = entry.msg
+        expiry: int | None = None
+        if msg.expires_at is not None:
+            expiry = max(math.ceil(msg.expires_at - self._clock()), 0)
+        if (entry.sub_ids and self.level == 5) or expiry is not None:
+            conn.write(
+                msg.encode_for(
+                    self.level, entry.qos, entry.retain, True, pid, list(entry.sub_ids), expiry
+                )
+            )
+        else:
+            head, tail = msg.frame(self.level, entry.qos, entry.retain)
+            conn.write_parts(bytes((head[0] | 0x08,)) + head[1:], pid_bytes(pid), tail)
+        self.counters.publish_out += 1
+
+    def _retry(self) -> None:
+        """Resend what has waited C{retry_interval} for an acknowledgement."""
+        self._retry_call = None
+        conn = self.conn
+        if conn is None or not self.inflight:
+            return
+        now = self._clock()
+        interval = self.limits.retry_interval
+        earliest: float | None = None
+        for pid, entry in list(self.inflight.items()):
+            due = entry.sent_at + interval
+            if due <= now:
+                self._resend(conn, pid, entry)
+                entry.sent_at = now
+                due = now + interval
+            if earliest is None or due < earliest:
+                earliest = due
+        if earliest is not None:
+            self._retry_call = self.broker.reactor.callLater(
+                max(earliest - now, 0.0), self._retry
+            )
+
+    def deliver_retained(self, msg: Message, opts: SubOpts) -> None:
+        """Deliver a retained message for a new subscription (RETAIN set)."""
+        if msg.expires_at is not None and msg.expires_at <= self._clock():
+            store = self.topics.retained
+            if store.get(msg.topic) is msg:
+                store.delete(msg.topic)
+            return
+        qos = msg.qos
+        if opts.qos < qos or (opts.qos > qos and self.limits.upgrade_qos):
+            qos = opts.qos
+        self._enqueue(msg, qos, True, opts.sub_ids)
+
+    # -- connection life cycle --------------------------------------------
+
+    def attach(self, conn: Connection) -> None:
+        """
+        Attach a freshly accepted connection: cancel expiry and any pending
+        delayed will (the client came back in time).
+        """
+        self.conn = conn
+        self.level = conn.level
+        self._cancel_expiry()
+        if self._will_call is not None:
+            if self._will_call.active():
+                self._will_call.cancel()
+            self._will_call = None
+        self.will = None
+
+    def resume(self) -> None:
+        """
+        After the CONNACK: resend the unacknowledged messages (PUBLISH with
+        DUP, or PUBREL) in their original order, then drain the queue.
+        """
+        conn = self.conn
+        if conn is None:
+            return
+        now = self._clock()
+        for pid, entry in self.inflight.items():
+            self._resend(conn, pid, entry)
+            entry.sent_at = now
+        if self.inflight and self._retry_call is None and self.limits.retry_interval > 0:
+            self._retry_call = self.broker.reactor.callLater(
+                self.limits.retry_interval, self._retry
+            )
+        self.drain()
+
+    def connection_lost(self, conn: Connection, send_will: bool) -> None:
+        """
+        The connection C{conn} is gone.  Publish or schedule the will, then
+        end the session or keep it offline until it expires.
+        """
+        if self.conn is not conn:
+            return
+        self.conn = None
+        if self._retry_call is not None:
+            if self._retry_call.active():
+                self._retry_call.cancel()
+            self._retry_call = None
+        will = self.will
+        if will is not None and send_will:
+            delay = self.will_delay
+            if self.expiry is not None and self.expiry < delay:
+                delay = self.expiry
+            if delay <= 0:
+                self.will = None
+                self.broker.publish_will(self, will)
+            else:
+                self._will_call = self.broker.reactor.callLater(delay, self._will_due)
+        else:
+            self.will = None
+        if self.expiry == 0:
+            self.broker.end_session(self, "gone")
+            return
+        if self.expiry is not None:
+            self._expiry_call = self.broker.reactor.callLater(self.expiry, self._expired)
+        self.broker.hooks.all("on_client_offline", self.sid)
+
+    def _will_due(self) -> None:
+        self._will_call = None
+        will, self.will = self.will, None
+        if will is not None:
+            self.broker.publish_will(self, will)
+
+    def _expired(self) -> None:
+        self._expiry_call = None
+        if self.conn is None:
+            self.broker.end_session(self, "expired")
+
+    def _cancel_expiry(self) -> None:
+        if self._expiry_call is not None:
+            if self._expiry_call.active():
+                self._expiry_call.cancel()
+            self._expiry_call = None
+
+    def finish(self) -> None:
+        """
+        End the session: publish a will still waiting for its delay (the
+        session ending comes first), drop subscriptions, queues and timers.
+        Called by L{Broker.end_session}.
+        """
+        self._cancel_expiry()
+        for call in (self._retry_call, self._will_call):
+            if call is not None and call.active():
+                call.cancel()
+        self._retry_call = None
+        if self._will_call is not None:
+            self._will_call = None
+            will, self.will = self.will, None
+            if will is not None:
+                self.broker.publish_will(self, will)
+        trie = self.topics.trie
+        for topic_filter in self.subscriptions:
+            trie.remove(topic_filter, self)
+        self.subscriptions.clear()
+        self.pending.clear()
+        self.inflight.clear()
+        self.qos2_in.clear()
+
+    # -- packets from the client ------------------------------------------
+
+    def handle_publish(self, pkt: Publish) -> Deferred[None] | None:
+        """PUBLISH from the client: authorize, route, acknowledge."""
+        broker = self.broker
+        self.counters.publish_in += 1
+        topic = pkt.topic
+        props = pkt.properties
+        if props:
+            alias = props.get("topic_alias")
+            if alias is not None:
+                topic = self._resolve_alias(alias, topic)
+        if self.max_depth and topic.count("/") >= self.max_depth:
+            raise ProtocolError(f"topic {topic!r} deeper than topic_max_depth", 0x90)
+        qos = pkt.qos
+        if qos == 2:
+            pid = pkt.packet_id
+            if pid in self.qos2_in:
+                # A DUP of a message already routed: acknowledge only.
+                self._ack(pkt, 0)
+                return None
+            if len(self.qos2_in) >= self.receive_max_in:
+                raise ProtocolError("receive maximum exceeded", 0x93)
+        if topic[:1] == "$":
+            # VerneMQ reserves $-topics ($SYS...) for the broker: accept
+            # and drop.
+            self._ack(pkt, 0x10)
+            return None
+        if self.level == 5:
+            answer = broker.hooks.all_till_ok(
+                "auth_on_publish_m5",
+                self.username,
+                self.sid,
+                qos,
+                topic,
+                pkt.payload,
+                pkt.retain,
+                props,
+            )
+        else:
+            answer = broker.hooks.all_till_ok(
+                "auth_on_publish", self.username, self.sid, qos, topic, pkt.payload, pkt.retain
+            )
+        if isinstance(answer, Deferred):
+            return answer.addCallback(self._publish_authorized, pkt, topic)
+        self._publish_authorized(answer, pkt, topic)
+        return None
+
+    def _resolve_alias(self, alias: int, topic: str) -> str:
+        conn = self.conn
+        limit = self.broker.config["topic_alias_max_broker"]
+        if conn is None or alias > limit:
+            raise ProtocolError(f"topic alias {alias} above maximum {limit}", 0x94)
+        if topic:
+            conn.aliases[alias] = topic
+            return topic
+        known = conn.aliases.get(alias)
+        if known is None:
+            raise ProtocolError(f"unknown topic alias {alias}", 0x82)
+        return known
+
+    def _publish_authorized(self, answer: Ok | Error, pkt: Publish, topic: str) -> None:
+        if answer.__class__ is not Ok:
+            self._publish_refused(answer, pkt)
+            return
+        payload = pkt.payload
+        qos = pkt.qos
+        retain = pkt.retain
+        raw = pkt.raw
+        mods = answer.modifiers
+        if mods:
+            topic = mods.get("topic", topic)
+            payload = mods.get("payload", payload)
+            qos = mods.get("qos", qos)
+            retain = mods.get("retain", retain)
+            raw = None
+        props = pkt.properties
+        expires_at = None
+        if props:
+            interval = props.get("message_expiry_interval")
+            if interval is not None:
+                expires_at = self._clock() + interval
+        msg = Message(topic, payload, qos, retain, props, raw, self.level, self.sid, expires_at)
+        n = self.broker.publish(self.topics, msg, self)
+        if pkt.qos:
+            if pkt.qos == 2:
+                self.qos2_in.add(pkt.packet_id)  # type: ignore[arg-type]
+            self._ack(pkt, 0 if n else 0x10)
+
+    def _publish_refused(self, answer: Ok | Error, pkt: Publish) -> None:
+        if self.level == 5:
+            if pkt.qos:
+                code = 0x87
+                if isinstance(answer, Error) and answer.reason_code:
+                    code = answer.reason_code
+                self._ack(pkt, code)
+            return
+        if self.level == 4 and not self.bridge:
+            # VerneMQ closes MQTT 3.1.1 connections (will included).
+            raise NotAuthorizedError(f"publish to {pkt.topic!r} not authorized")
+        # MQTT 3.1 and bridges: pretend all is well.
+        self._ack(pkt, 0)
+
+    def _ack(self, pkt: Publish, code: int) -> None:
+        """PUBACK/PUBREC for an inbound PUBLISH (nothing for QoS 0)."""
+        conn = self.conn
+        if conn is None or not pkt.qos:
+            return
+        pid = pid_bytes(pkt.packet_id)
+        if self.level == 5 and code:
+            head = b"\x40\x03" if pkt.qos == 1 else b"\x50\x03"
+            conn.write(head + pid + bytes((code,)))
+        else:
+            conn.write((_PUBACK if pkt.qos == 1 else _PUBREC) + pid)
+
+    def handle_puback(self, pkt: PubAck) -> None:
+        """PUBACK: a QoS 1 delivery is done."""
+        entry = self.inflight.get(pkt.packet_id)
+        if entry is not None and entry.qos == 1:
+            del self.inflight[pkt.packet_id]
+            if self.pending:
+                self.drain()
+
+    def handle_pubrec(self, pkt: PubRec) -> None:
+        """PUBREC: answer PUBREL (QoS 2 step 2)."""
+        pid = pkt.packet_id
+        conn = self.conn
+        entry = self.inflight.get(pid)
+        if entry is None or entry.qos != 2:
+            if conn is not None:
+                if self.level == 5:
+                    conn.write(b"\x62\x03" + pid_bytes(pid) + b"\x92")
+                else:
+                    conn.write(_PUBREL + pid_bytes(pid))
+            return
+        if pkt.reason_code >= 0x80:
+            del self.inflight[pid]
+            if self.pending:
+                self.drain()
+            return
+        entry.released = True
+        entry.sent_at = self._clock()
+        if conn is not None:
+            conn.write(_PUBREL + pid_bytes(pid))
+
+    def handle_pubrel(self, pkt: PubRel) -> None:
+        """PUBREL: forget the inbound QoS 2 id, answer PUBCOMP."""
+        pid = pkt.packet_id
+        conn = self.conn
+        if pid in self.qos2_in:
+            self.qos2_in.discard(pid)
+        elif self.level == 5:
+            if conn is not None:
+                conn.write(b"\x70\x03" + pid_bytes(pid) + b"\x92")
+            return
+        if conn is not None:
+            conn.write(_PUBCOMP + pid_bytes(pid))
+
+    def handle_pubcomp(self, pkt: PubComp) -> None:
+        """PUBCOMP: a QoS 2 delivery is done."""
+        entry = self.inflight.get(pkt.packet_id)
+        if entry is not None and entry.released:
+            del self.inflight[pkt.packet_id]
+            if self.pending:
+                self.drain()
+
+    def handle_pingreq(self, pkt: PingReq) -> None:
+        """PINGREQ: PINGRESP."""
+        if self.conn is not None:
+            self.conn.write(_PINGRESP)
+
+    def handle_subscribe(self, pkt: Subscribe) -> Deferred[None] | None:
+        """SUBSCRIBE: validate, authorize, subscribe, SUBACK, retained."""
+        v5 = self.level == 5
+        sub_ids: tuple[int, ...] = ()
+        if v5:
+            ids = pkt.properties.get("subscription_identifier")
+            if ids:
+                sub_ids = tuple(ids) if isinstance(ids, list) else (ids,)
+        codes: list[int] = [0] * len(pkt.subscriptions)
+        wanted: list[int] = []
+        limit = self.broker.config["max_subscriptions_per_client"]
+        count = len(self.subscriptions)
+        for i, sub in enumerate(pkt.subscriptions):
+            topic_filter = sub.topic_filter
+            if not validate_topic_filter(topic_filter, self.max_depth):
+                codes[i] = 0x8F if v5 else 0x80
+                continue
+            group, _ = parse_shared(topic_filter)
+            if group is not None:
+                # Shared subscriptions arrive with the next issue.
+                codes[i] = 0x9E if v5 else 0x80
+                continue
+            if limit and topic_filter not in self.subscriptions:
+                if count >= limit:
+                    codes[i] = 0x97 if v5 else 0x80
+                    continue
+                count += 1
+            wanted.append(i)
+        if not wanted:
+            self._suback(pkt, codes, [])
+            return None
+        topics = [(pkt.subscriptions[i].topic_filter, pkt.subscriptions[i].qos) for i in wanted]
+        hooks = self.broker.hooks
+        if v5:
+            answer = hooks.all_till_ok(
+                "auth_on_subscribe_m5", self.username, self.sid, topics, pkt.properties
+            )
+        else:
+            answer = hooks.all_till_ok("auth_on_subscribe", self.username, self.sid, topics)
+        if isinstance(answer, Deferred):
+            return answer.addCallback(self._subscribe_authorized, pkt, codes, wanted, sub_ids)
+        self._subscribe_authorized(answer, pkt, codes, wanted, sub_ids)
+        return None
+
+    def _subscribe_authorized(
+        self,
+        answer: Ok | Error,
+        pkt: Subscribe,
+        codes: list[int],
+        wanted: list[int],
+        sub_ids: tuple[int, ...],
+    ) -> None:
+        v5 = self.level == 5
+        refused = 0x87 if v5 else 0x80
+        if not isinstance(answer, Ok):
+            for i in wanted:
+                codes[i] = refused
+            self._suback(pkt, codes, [])
+            return
+        rewritten: Any = answer.modifiers.get("topics") if answer.modifiers else None
+        if rewritten is not None and len(rewritten) != len(wanted):
+            rewritten = None
+        trie = self.topics.trie
+        granted: list[tuple[str, SubOpts, bool]] = []
+        for n, i in enumerate(wanted):
+            sub = pkt.subscriptions[i]
+            topic_filter, qos = sub.topic_filter, sub.qos
+            if rewritten is not None:
+                topic_filter, qos = rewritten[n]
+                if qos is None or qos > 2 or not validate_topic_filter(topic_filter):
+                    codes[i] = refused
+                    continue
+            if self.bridge:
+                opts = SubOpts(qos, True, True, sub.retain_handling, sub_ids)
+            else:
+                opts = SubOpts(qos, sub.no_local, sub.retain_as_published,
+                               sub.retain_handling, sub_ids)
+            existed = topic_filter in self.subscriptions
+            self.subscriptions[topic_filter] = opts
+            trie.add(topic_filter, self, opts)
+            codes[i] = qos
+            granted.append((topic_filter, opts, existed))
+        self._suback(pkt, codes, granted)
+
+    def _suback(
+        self, pkt: Subscribe, codes: list[int], granted: list[tuple[str, SubOpts, bool]]
+    ) -> None:
+        conn = self.conn
+        if conn is not None:
+            conn.send_packet(SubAck(pkt.packet_id, codes))
+        if not granted:
+            return
+        retained = self.topics.retained
+        for topic_filter, opts, existed in granted:
+            if opts.retain_handling == 2 or (opts.retain_handling == 1 and existed):
+                continue
+            for _, msg in retained.match(topic_filter):
+                self.deliver_retained(msg, opts)
+        self.drain()
+        self.broker.hooks.all(
+            "on_subscribe", self.username, self.sid, [(f, o.qos) for f, o, _ in granted]
+        )
+
+    def handle_unsubscribe(self, pkt: Unsubscribe) -> None:
+        """UNSUBSCRIBE: remove the filters, UNSUBACK."""
+        trie = self.topics.trie
+        codes = []
+        for topic_filter in pkt.topic_filters:
+            if self.subscriptions.pop(topic_filter, None) is not None:
+                trie.remove(topic_filter, self)
+                codes.append(0)
+            else:
+                codes.append(0x11)
+        if self.conn is not None:
+            self.conn.send_packet(UnsubAck(pkt.packet_id, codes if self.level == 5 else []))
+        self.broker.hooks.all("on_unsubscribe", self.username, self.sid, list(pkt.topic_filters))
+
+    def handle_disconnect(self, pkt: Disconnect) -> None:
+        """
+        DISCONNECT: close without the will, unless an MQTT 5.0 client asks
+        for it with reason 0x04.  MQTT 5.0 may change the session expiry
+        here, but not from 0 (protocol error 0x82).
+        """
+        conn = self.conn
+        send_will = False
+        if self.level == 5:
+            interval = pkt.properties.get("session_expiry_interval")
+            if interval is not None:
+                if self.expiry == 0 and interval != 0:
+                    raise ProtocolError(
+                        "DISCONNECT sets a session expiry after CONNECT set 0", 0x82
+                    )
+                self.expiry = self.broker.session_expiry(interval)
+            send_will = pkt.reason_code == 0x04
+        if conn is not None:
+            conn.close(send_will)

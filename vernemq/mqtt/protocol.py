@@ -1,0 +1,546 @@
+# -*- test-case-name: tests.test_mqtt_protocol -*-
+"""
+The MQTT listener protocol: bytes in, packets to the broker, bytes out.
+
+L{MQTTProtocol} is thin.  It feeds received bytes to the sans-IO
+L{vernemq.mqtt.codec.Decoder}, hands each packet to the broker (CONNECT)
+or to its session (everything after), and collects the bytes the broker
+produces for this connection until the broker flushes the batch (see
+L{vernemq.broker.broker}).  It owns what belongs to one TCP connection:
+the CONNECT timeout, the keepalive check, the maximum connection
+lifetime, MQTT 5.0 inbound topic aliases, and closing.
+
+Closing
+=======
+
+Every way a connection ends goes through one place, which decides about
+the will and detaches the session at once (so nothing more is queued for
+a dying connection):
+
+  - bad input (any L{MQTTError} from the decoder or a handler, a first
+    packet that is not CONNECT, a second CONNECT...): exactly one warning
+    with the peer and the reason; an MQTT 5.0 client gets a CONNACK with
+    the reason code if its CONNECT was not accepted yet, else a
+    DISCONNECT; the will is published;
+  - a refused CONNECT: a CONNACK with the (v3-mapped) reason code, one
+    warning;
+  - a normal DISCONNECT: no will (MQTT 5.0 reason 0x04 asks for it);
+  - keepalive timeout (1.5 x keep alive without a byte): DISCONNECT 0x8D
+    for MQTT 5.0, will published;
+  - takeover by a newer connection with the same client id: DISCONNECT
+    0x8E for MQTT 5.0 (the broker decides about the will);
+  - node shutdown: DISCONNECT 0x8B, will published.
+
+Back-pressure
+=============
+
+The protocol registers itself with its transport as a streaming producer.
+When the transport's buffer is full it is paused: the session then queues
+deliveries instead of writing them (bounded by C{max_online_messages},
+beyond which messages are dropped), and drains the queue on resume.  While
+an asynchronous plugin hook is pending, reading from the client is paused
+and no further packet is handled, so packet order is kept.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IAddress, IDelayedCall, IPushProducer, IReactorTime
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from vernemq.broker.broker import Broker
+from vernemq.broker.session import Session
+from vernemq.config import ListenerSpec
+from vernemq.mqtt.codec import Decoder, encode
+from vernemq.mqtt.packets import (
+    Auth,
+    ConnAck,
+    Connect,
+    Disconnect,
+    MQTTError,
+    Packet,
+    PingReq,
+    ProtocolError,
+    PubAck,
+    PubComp,
+    Publish,
+    PubRec,
+    PubRel,
+    Subscribe,
+    Unsubscribe,
+    UnsupportedProtocolVersion,
+)
+from vernemq.mqtt.reasons import connack_v3_return_code
+
+__all__ = ["MQTTFactory", "MQTTProtocol"]
+
+
+def _peer(address: IAddress) -> tuple[str, int]:
+    host = getattr(address, "host", None)
+    port = getattr(address, "port", None)
+    if host is None or port is None:
+        name = getattr(address, "name", None)
+        return (str(name) if name is not None else "unknown", 0)
+    return (str(host), int(port))
+
+
+@implementer(IPushProducer)
+class MQTTProtocol(Protocol):
+    """
+    One MQTT client connection.
+
+    @ivar level: the protocol level (3, 4, 5; bridge bit stripped), 4
+        until a CONNECT says otherwise.
+    @ivar session: the attached session once the CONNECT is accepted.
+    @ivar client_id: the client id, once known.
+    @ivar peer: C{(host, port)} of the client.
+    @ivar paused: whether the transport asked us to stop writing.
+    @ivar aliases: MQTT 5.0 inbound topic aliases.
+    """
+
+    log = Logger()
+    factory: MQTTFactory
+    transport: Any
+
+    def __init__(self, factory: MQTTFactory) -> None:
+        self.factory = factory
+        self.broker: Broker = factory.broker
+        self.listener: ListenerSpec = factory.listener
+        self.reactor: IReactorTime = factory.reactor
+        self._seconds = factory.reactor.seconds
+        self.level = 4
+        self.session: Session | None = None
+        self.client_id: str | None = None
+        self.peer: tuple[str, int] = ("unknown", 0)
+        self.peer_text = "unknown"
+        self.paused = False
+        self.aliases: dict[int, str] = {}
+        self._out: list[bytes] = []
+        self._closing = False
+        self._lost = False
+        self._accepted = False
+        self._blocked = False
+        self._send_will = True
+        self._last_rx = 0.0
+        self._keepalive = 0.0
+        self._handlers: dict[type, Any] = {Connect: self._on_connect}
+        self._decoder = Decoder(max_packet_size=self.broker.config["max_message_size"])
+        self._connect_call: IDelayedCall | None = None
+        self._keepalive_call: IDelayedCall | None = None
+        self._lifetime_call: IDelayedCall | None = None
+
+    def __repr__(self) -> str:
+        return f"<MQTTProtocol {self.client_id!r} from {self.peer_text}>"
+
+    @property
+    def closed(self) -> bool:
+        """Whether the connection is closing or closed."""
+        return self._closing
+
+    # -- Twisted -------------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        """Count the connection, enforce C{max_connections}, start the CONNECT timer."""
+        self.peer = _peer(self.transport.getPeer())
+        self.peer_text = f"{self.peer[0]}:{self.peer[1]}"
+        factory = self.factory
+        limit = self.listener.settings.get("max_connections")
+        if (limit is not None and factory.count >= limit) or self.broker.shutting_down:
+            self.log.warn(
+                "refusing connection from {peer} on listener {listener}: "
+                "max_connections ({limit}) reached",
+                peer=self.peer_text,
+                listener=self.listener.key,
+                limit=limit,
+            )
+            self._closing = True
+            self._lost = True
+            self.transport.abortConnection()
+            return
+        factory.count += 1
+        self.broker.connections.add(self)
+        self.broker.counters.connections += 1
+        self._last_rx = self._seconds()
+        self.transport.registerProducer(self, True)
+        timeout = self.broker.config["mqtt_connect_timeout"] / 1000.0
+        self._connect_call = self.reactor.callLater(timeout, self._connect_timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        """Decode and handle every complete packet, then flush the batch."""
+        if self._closing:
+            return
+        self._last_rx = self._seconds()
+        broker = self.broker
+        broker.begin()
+        try:
+            self._decoder.feed(data)
+            if not self._blocked:
+                self._process()
+        finally:
+            broker.end()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """Detach the session (publishing the will unless closed normally)."""
+        if self._lost:
+            return
+        self._lost = True
+        self._closing = True
+        self._cancel_timers()
+        self.factory.count -= 1
+        broker = self.broker
+        broker.connections.discard(self)
+        broker.counters.connections -= 1
+        self._out = []
+        if self.session is not None:
+            broker.begin()
+            try:
+                self._detach()
+            finally:
+                broker.end()
+
+    # -- IPushProducer (back-pressure from the transport) ------------------------
+
+    def pauseProducing(self) -> None:
+        """The transport's buffer is full: queue deliveries instead of writing."""
+        self.paused = True
+
+    def resumeProducing(self) -> None:
+        """The transport drained: deliver what was queued."""
+        self.paused = False
+        session = self.session
+        if session is not None and session.pending:
+            self.broker.begin()
+            try:
+                session.drain()
+            finally:
+                self.broker.end()
+
+    def stopProducing(self) -> None:
+        """The transport is going away; L{connectionLost} follows."""
+
+    # -- packets -------------------------------------------------------------------
+
+    def _process(self) -> None:
+        decoder = self._decoder
+        while not self._blocked and not self._closing:
+            try:
+                pkt = decoder.next_packet()
+                if pkt is None:
+                    return
+                handler = self._handlers.get(pkt.__class__)
+                if handler is None:
+                    raise ProtocolError(f"unexpected {type(pkt).__name__} packet")
+                result = handler(pkt)
+            except MQTTError as err:
+                self.violation(err)
+                return
+            except Exception:
+                self.log.failure(
+                    "internal error handling a packet from {peer} ({client_id})",
+                    peer=self.peer_text,
+                    client_id=self.client_id,
+                )
+                self.disconnect(0x83, send_will=True)
+                return
+            if result is not None:
+                self._block(result)
+
+    def _block(self, d: Deferred[Any]) -> None:
+        """Handle no further packet (and read nothing) until C{d} fires."""
+        self._blocked = True
+        self.transport.pauseProducing()
+        d.addBoth(self._unblock)
+
+    def _unblock(self, result: object) -> None:
+        self._blocked = False
+        broker = self.broker
+        broker.begin()
+        try:
+            if isinstance(result, Failure):
+                if isinstance(result.value, MQTTError):
+                    self.violation(result.value)
+                else:
+                    self.log.failure(
+                        "internal error handling a packet from {peer} ({client_id})",
+                        result,
+                        peer=self.peer_text,
+                        client_id=self.client_id,
+                    )
+                    self.disconnect(0x83, send_will=True)
+                return
+            if self._closing:
+                return
+            self.transport.resumeProducing()
+            self._process()
+        finally:
+            broker.end()
+
+    def _on_connect(self, pkt: Connect) -> Deferred[None] | None:
+        if self._connect_call is not None:
+            if self._connect_call.active():
+                self._connect_call.cancel()
+            self._connect_call = None
+        self.level = pkt.version
+        self.client_id = pkt.client_id or None
+        return self.broker.connect(self, pkt)
+
+    def _on_auth(self, pkt: Auth) -> None:
+        raise ProtocolError("AUTH without an authentication method in CONNECT")
+
+    def attach(self, session: Session, keep_alive: int) -> None:
+        """
+        The broker accepted the CONNECT: route further packets to
+        C{session} and start the keepalive and lifetime timers.
+        """
+        self.session = session
+        self._accepted = True
+        self._handlers = {
+            Publish: session.handle_publish,
+            PubAck: session.handle_puback,
+            PubRec: session.handle_pubrec,
+            PubRel: session.handle_pubrel,
+            PubComp: session.handle_pubcomp,
+            Subscribe: session.handle_subscribe,
+            Unsubscribe: session.handle_unsubscribe,
+            PingReq: session.handle_pingreq,
+            Disconnect: session.handle_disconnect,
+            Auth: self._on_auth,
+        }
+        if keep_alive:
+            self._keepalive = keep_alive * 1.5
+            self._keepalive_call = self.reactor.callLater(self._keepalive, self._check_keepalive)
+        lifetime = self.listener.settings.get("max_connection_lifetime", 0)
+        if lifetime:
+            self._lifetime_call = self.reactor.callLater(lifetime, self._lifetime_over)
+
+    # -- output --------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        """Add bytes to this connection's output batch."""
+        out = self._out
+        if not out:
+            self.broker.mark_dirty(self)
+        out.append(data)
+
+    def write_parts(self, head: bytes, middle: bytes, tail: bytes) -> None:
+        """Add three byte strings to this connection's output batch."""
+        out = self._out
+        if not out:
+            self.broker.mark_dirty(self)
+        out += (head, middle, tail)
+
+    def send_packet(self, packet: Packet) -> None:
+        """Encode C{packet} for this connection and add it to the batch."""
+        self.write(encode(packet, self.level))
+
+    def flush(self) -> None:
+        """Write the collected output to the transport in one call."""
+        out = self._out
+        if not out:
+            return
+        self._out = []
+        if self._lost:
+            return
+        if len(out) == 1:
+            self.transport.write(out[0])
+        else:
+            self.transport.write(b"".join(out))
+
+    # -- closing -------------------------------------------------------------------
+
+    def _detach(self) -> None:
+        session, self.session = self.session, None
+        self._handlers = {}
+        if session is not None:
+            session.connection_lost(self, self._send_will)
+
+    def close(self, send_will: bool) -> None:
+        """
+        Close after the pending output: detach the session now, publishing
+        the will if C{send_will}.
+        """
+        if self._closing:
+            return
+        self._closing = True
+        self._send_will = send_will
+        self._cancel_timers()
+        self._detach()
+        self.close_transport()
+
+    def close_transport(self) -> None:
+        """Flush this connection's output and close the transport."""
+        self._closing = True
+        if self._lost:
+            return
+        self.flush()
+        self.transport.loseConnection()
+
+    def refuse(self, reason_code: int, why: str) -> None:
+        """
+        Refuse the CONNECT: CONNACK with C{reason_code} (mapped to the
+        3.x return code for 3.x clients), one warning, close.
+        """
+        self.log.warn(
+            "refused connection from {peer} (client id {client_id}): {why}",
+            peer=self.peer_text,
+            client_id=self.client_id,
+            why=why,
+            reason_code=reason_code,
+        )
+        if self.level == 5:
+            self.send_packet(ConnAck(False, reason_code))
+        else:
+            self.send_packet(ConnAck(False, int(connack_v3_return_code(reason_code))))
+        self.close(send_will=False)
+
+    def violation(self, err: MQTTError) -> None:
+        """
+        Bad input: one warning, CONNACK or DISCONNECT with the reason code
+        for MQTT 5.0 (CONNACK 1 for an unknown protocol version), close;
+        the will is published.
+        """
+        if self._closing:
+            return
+        self.log.warn(
+            "closing connection from {peer} (client id {client_id}): {reason}",
+            peer=self.peer_text,
+            client_id=self.client_id,
+            reason=str(err),
+            reason_code=err.reason_code,
+        )
+        if not self._accepted:
+            if isinstance(err, UnsupportedProtocolVersion):
+                if err.protocol_level == 5:
+                    self.write(encode(ConnAck(False, 0x84), 5))
+                else:
+                    self.write(encode(ConnAck(False, 1), 4))
+            elif self._decoder.protocol_level == 5:
+                self.level = 5
+                self.send_packet(ConnAck(False, err.reason_code))
+            elif self.level == 5:
+                self.send_packet(ConnAck(False, err.reason_code))
+        elif self.level == 5:
+            self.send_packet(Disconnect(err.reason_code))
+        self.close(send_will=True)
+
+    def disconnect(self, reason_code: int, send_will: bool = True) -> None:
+        """
+        Close on the server's initiative; MQTT 5.0 clients get DISCONNECT
+        with C{reason_code} first.
+        """
+        if self._closing:
+            return
+        if self.level == 5 and self._accepted:
+            self.send_packet(Disconnect(reason_code))
+        self.close(send_will)
+
+    def taken_over(self) -> None:
+        """
+        A newer connection took this client id (the broker has already
+        detached the session): DISCONNECT 0x8E for MQTT 5.0, close.
+        """
+        self.session = None
+        self._handlers = {}
+        if self.level == 5 and self._accepted and not self._closing:
+            self.send_packet(Disconnect(0x8E))
+        self._closing = True
+        self._cancel_timers()
+        self.close_transport()
+
+    def shutdown(self) -> None:
+        """The node stops: DISCONNECT 0x8B, publish the will, close later."""
+        if self._closing:
+            return
+        if self.level == 5 and self._accepted:
+            self.send_packet(Disconnect(0x8B))
+        self._closing = True
+        self._send_will = True
+        self._cancel_timers()
+        self._detach()
+
+    # -- timers --------------------------------------------------------------------
+
+    def _cancel_timers(self) -> None:
+        for name in ("_connect_call", "_keepalive_call", "_lifetime_call"):
+            call = getattr(self, name)
+            if call is not None:
+                if call.active():
+                    call.cancel()
+                setattr(self, name, None)
+
+    def _connect_timeout(self) -> None:
+        self._connect_call = None
+        if self._closing:
+            return
+        self.log.info(
+            "closing connection from {peer}: no CONNECT within {timeout} ms",
+            peer=self.peer_text,
+            timeout=self.broker.config["mqtt_connect_timeout"],
+        )
+        self.close(send_will=False)
+
+    def _check_keepalive(self) -> None:
+        self._keepalive_call = None
+        if self._closing:
+            return
+        idle = self._seconds() - self._last_rx
+        if idle < self._keepalive:
+            self._keepalive_call = self.reactor.callLater(
+                self._keepalive - idle, self._check_keepalive
+            )
+            return
+        emit = (
+            self.log.warn
+            if self.broker.config["logging.keepalive_as_warning"]
+            else self.log.info
+        )
+        emit(
+            "client {client_id} from {peer} stopped: keepalive of {keepalive:g}s expired",
+            client_id=self.client_id,
+            peer=self.peer_text,
+            keepalive=self._keepalive / 1.5,
+        )
+        self.broker.begin()
+        try:
+            self.disconnect(0x8D, send_will=True)
+        finally:
+            self.broker.end()
+
+    def _lifetime_over(self) -> None:
+        self._lifetime_call = None
+        self.log.info(
+            "client {client_id} from {peer} reached max_connection_lifetime",
+            client_id=self.client_id,
+            peer=self.peer_text,
+        )
+        self.broker.begin()
+        try:
+            self.disconnect(0xA0, send_will=True)
+        finally:
+            self.broker.end()
+
+
+class MQTTFactory(Factory[MQTTProtocol]):
+    """
+    Builds L{MQTTProtocol}s for one MQTT listener.
+
+    @ivar broker: the node's broker.
+    @ivar listener: the listener's configuration (mountpoint, limits...).
+    @ivar count: open connections on this listener.
+    """
+
+
+    def __init__(self, broker: Broker, listener: ListenerSpec, reactor: IReactorTime) -> None:
+        self.broker = broker
+        self.listener = listener
+        self.reactor = reactor
+        self.count = 0
+
+    def buildProtocol(self, addr: IAddress | None) -> MQTTProtocol:
+        """A protocol for one accepted connection."""
+        return MQTTProtocol(self)
