@@ -201,7 +201,7 @@ class RoundTripTests(SynchronousTestCase):
             "user_property": [("a", "b"), ("c", "")],
             "correlation_data": b"\x01",
         }
-        data = h("1b 01 01 02 00 00 01 2c 0b c8 01 0b 01 26 00 01 61 00 01 62 26 00 01 63 00 00"
+        data = h("1d 01 01 02 00 00 01 2c 0b c8 01 0b 01 26 00 01 61 00 01 62 26 00 01 63 00 00"
                  " 09 00 01 01")
         self.assertEqual(encode_properties(props, P.PUBLISH), data)
         self.assertEqual(decode(data, P.PUBLISH), props)

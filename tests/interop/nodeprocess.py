@@ -79,7 +79,7 @@ class NodeProcess:
     """
 
     def __init__(self, directory: str, extraConfig: Iterable[str] = (), port: int | None = None) -> None:
-        self.directory = directory
+        self.directory = directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
         self.port = port if port is not None else freePort()
         self.configPath = os.path.join(directory, "vernemq.conf")

@@ -19,7 +19,9 @@ class Subscriber:
 
     def __init__(self, port: int, *args: str, count: int = 1) -> None:
         self.process = subprocess.Popen(
-            [requireProgram("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(port), "-d",
+            # stdbuf: mosquitto_sub's stdio is block-buffered on a pipe, and
+            # the SUBACK line must be seen before anything is published.
+            [requireProgram("stdbuf"), "-oL", requireProgram("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(port), "-d",
              "-C", str(count), "-W", "15", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -32,14 +34,19 @@ class Subscriber:
             if not line:
                 break
             self.lines.append(line.rstrip("\n"))
-            if "Received SUBACK" in line:
+            if "received suback" in line.lower():
                 return
         raise AssertionError(f"no SUBACK for mosquitto_sub: {self.lines}")
 
     def messages(self) -> list[str]:
         """Wait for exit; the non-debug output lines (the messages)."""
-        out, _ = self.process.communicate(timeout=20)
-        self.lines.extend(out.decode("utf-8", "replace").splitlines())
+        # Not communicate(): with a timeout it reads the pipe's descriptor
+        # directly and would miss what readline() already buffered.
+        self.process.wait(timeout=20)
+        assert self.process.stdout is not None
+        rest = self.process.stdout.read()
+        self.process.stdout.close()
+        self.lines.extend(rest.decode("utf-8", "replace").splitlines())
         return [line for line in self.lines if not line.startswith("Client ")
                 and not line.startswith("Subscribed") and line.strip()]
 
@@ -87,7 +94,7 @@ class MosquittoClientsTests(SynchronousTestCase):
         publish(self.node.port, "-t", "r/1", "-n", "-r", "-q", "1")
         publish(self.node.port, "-t", "r/2", "-m", "second", "-r")
         sub = Subscriber(self.node.port, "-t", "r/#", "-v")
-        self.assertEqual(["r/2 second"], sub.messages())
+        self.assertEqual(["r/2 second"], sub.messages(), sub.lines)
 
     def test_junkDoesNotHurtOthers(self) -> None:
         """
