@@ -19,6 +19,7 @@ from twisted.logger import Logger
 
 from vernemq.broker.broker import Broker
 from vernemq.config import Config, ListenerSpec
+from vernemq.consolelog import consoleLogService
 from vernemq.listening import ListenerService
 from vernemq.mqtt.protocol import MQTTFactory
 
@@ -82,6 +83,9 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
         )
     broker = Broker(config, reactor)
     node = NodeService(config, broker)
+    consoleLog = consoleLogService(config)
+    if consoleLog is not None:
+        consoleLog.setServiceParent(node)
     for spec in config.mqtt_listeners():
         if spec.kind not in SERVED_LISTENER_KINDS:
             continue

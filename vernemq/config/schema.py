@@ -703,7 +703,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         _NONNEG,
         0,
         "incoming publishes per second per session; 0 = unlimited",
-        implemented=True,
+        implemented=False,
         hidden=True,
     ),
     _S(
@@ -718,7 +718,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         t.enum("prefer_local", "local_only", "random", "prefer_online_before_local"),
         "prefer_local",
         "how a shared-subscription member is chosen",
-        implemented=True,
+        implemented=False,
     ),
     _S(
         "shared_subscription_timeout_action",
@@ -755,7 +755,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         t.bounded_integer(0, 65535),
         0,
         "MQTT 5 topic aliases the broker uses towards clients",
-        implemented=True,
+        implemented=False,
         hidden=True,
     ),
     _S(
@@ -1187,7 +1187,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         t.enum("text", "json"),
         "text",
         "format of console log lines on stdout",
-        implemented=True,
+        implemented=False,
     ),
     _S(
         "log.console.rotation.size",

@@ -534,6 +534,8 @@ class MQTTFactory(Factory[MQTTProtocol]):
     @ivar count: open connections on this listener.
     """
 
+    #: No "Starting factory" log lines: the node logs its listeners once.
+    noisy = False
 
     def __init__(self, broker: Broker, listener: ListenerSpec, reactor: IReactorTime) -> None:
         self.broker = broker
