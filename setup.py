@@ -28,7 +28,10 @@ setup(
         # hypothesis: property tests of the codec; paho-mqtt: the real
         # MQTT client the integration tests drive the node with.
         "test": ["hypothesis>=6.100", "paho-mqtt>=2.0"],
-        "dev": ["hypothesis>=6.100", "paho-mqtt>=2.0", "mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5", "tox>=4"],
+        "dev": [
+            "hypothesis>=6.100", "paho-mqtt>=2.0",
+            "mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5", "tox>=4",
+        ],
     },
     entry_points={},
     classifiers=[

@@ -169,16 +169,19 @@ def main() -> None:
             mos, vmq = values
             row.append(f"{vmq / mos:.2f}")
         rows.append(row)
-    header = ["scenario", *brokers, "vernemq/mosquitto"] if len(brokers) == 2 else ["scenario", *brokers]
+    header = ["scenario", *brokers]
+    if len(brokers) == 2:
+        header.append("vernemq/mosquitto")
     if args.markdown:
         print("| " + " | ".join(header) + " |")
         print("|" + "---|" * len(header))
         for row in rows:
             print("| " + " | ".join(row) + " |")
     else:
-        widths = [max(len(r[i]) if i < len(r) else 0 for r in [header, *rows]) for i in range(len(header))]
+        table = [header, *rows]
+        widths = [max(len(r[i]) if i < len(r) else 0 for r in table) for i in range(len(header))]
         for row in [header, *rows]:
-            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=False)))
     loss = {f"{n} {s}": r.get("loss_pct") for n, rs in results.items() for s, r in rs.items()
             if r.get("loss_pct")}
     if loss:

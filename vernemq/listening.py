@@ -14,9 +14,8 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, maybeDeferred
-from twisted.internet.interfaces import IListeningPort, IStreamServerEndpoint
-from twisted.internet.protocol import Factory
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.python.failure import Failure
 
 
@@ -47,7 +46,7 @@ class ListenerService(Service):
         label: str,
         description: str,
         endpoint: IStreamServerEndpoint,
-        factory: Factory,
+        factory: IProtocolFactory,
     ) -> None:
         self.label = label
         self.description = description
@@ -87,13 +86,16 @@ class ListenerService(Service):
             self.privilegedStartService()
         Service.startService(self)
 
-    def stopService(self) -> Deferred[None] | None:
-        """Stop listening."""
+    def stopService(self) -> Deferred[None]:
+        """Stop listening; the result fires once the port is closed."""
         Service.stopService(self)
         port, self.port = self.port, None
         if port is None:
-            return None
-        return maybeDeferred(port.stopListening)
+            return succeed(None)
+        stopped = port.stopListening()
+        if isinstance(stopped, Deferred):
+            return stopped
+        return succeed(None)
 
     def address(self) -> str:
         """

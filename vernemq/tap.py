@@ -42,7 +42,7 @@ class Options(usage.Options):
         except ConfigError as error:
             self.stderr.write(f"{error}\n")
             self.stderr.flush()
-            raise SystemExit(2)
+            raise SystemExit(2) from None
 
 
 def makeService(options: Options) -> Any:

@@ -47,7 +47,9 @@ def freePort() -> int:
         return port
 
 
-def waitForPort(port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None) -> None:
+def waitForPort(
+    port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+) -> None:
     """Block until something accepts TCP connections on 127.0.0.1:C{port}."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -78,7 +80,9 @@ class NodeProcess:
     @ivar directory: the node's working directory (data, logs, config).
     """
 
-    def __init__(self, directory: str, extraConfig: Iterable[str] = (), port: int | None = None) -> None:
+    def __init__(
+        self, directory: str, extraConfig: Iterable[str] = (), port: int | None = None
+    ) -> None:
         self.directory = directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
         self.port = port if port is not None else freePort()

@@ -21,7 +21,8 @@ class Subscriber:
         self.process = subprocess.Popen(
             # stdbuf: mosquitto_sub's stdio is block-buffered on a pipe, and
             # the SUBACK line must be seen before anything is published.
-            [requireProgram("stdbuf"), "-oL", requireProgram("mosquitto_sub"), "-h", "127.0.0.1", "-p", str(port), "-d",
+            [requireProgram("stdbuf"), "-oL", requireProgram("mosquitto_sub"),
+             "-h", "127.0.0.1", "-p", str(port), "-d",
              "-C", str(count), "-W", "15", *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,

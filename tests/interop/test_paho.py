@@ -15,8 +15,8 @@ from tests.interop.nodeprocess import NodeProcess
 
 try:
     import paho.mqtt.client as mqtt
-    from paho.mqtt.properties import Properties
     from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
 except ImportError:  # pragma: no cover - the test extra installs it
     mqtt = None
 
@@ -25,7 +25,8 @@ class Client:
     """A paho client on its own network thread, with blocking helpers."""
 
     def __init__(self, port: int, clientId: str, version: int, clean: bool = True,
-                 will: tuple[str, bytes, int] | None = None, sessionExpiry: int | None = None) -> None:
+                 will: tuple[str, bytes, int] | None = None,
+                 sessionExpiry: int | None = None) -> None:
         self.port = port
         self.version = version
         self.messages: queue.Queue[Any] = queue.Queue()
