@@ -310,6 +310,28 @@ class StreamTests(SynchronousTestCase):
         self.assertEqual(decoder.next_packet(), Publish("a/b", b"payload"))
         self.assertIsNone(decoder.next_packet())
 
+    def test_buffered(self) -> None:
+        """
+        L{Decoder.buffered} counts the bytes received but not decoded yet,
+        including the chunks of a partial packet, and is 0 after a
+        violation.
+        """
+        data = encode(Publish("a/b", b"p" * 300), 4)
+        decoder = from_client(4, b"")
+        self.assertEqual(decoder.buffered, 0)
+        decoder.feed(data[:10])
+        self.assertIsNone(decoder.next_packet())
+        self.assertEqual(decoder.buffered, 10)
+        decoder.feed(data[10:20])
+        self.assertEqual(decoder.buffered, 20)
+        decoder.feed(data[20:] + b"\xc0")
+        self.assertEqual(decoder.buffered, len(data) + 1)
+        self.assertEqual(decoder.next_packet(), Publish("a/b", b"p" * 300))
+        self.assertEqual(decoder.buffered, 1)
+        decoder.feed(b"\x01\x00")
+        self.assertRaises(MalformedPacket, decoder.next_packet)
+        self.assertEqual(decoder.buffered, 0)
+
     def test_feed_buffer_types(self) -> None:
         """L{Decoder.feed} accepts bytearray and memoryview chunks too."""
         data = encode(Publish("a", b"xy"), 4)

@@ -240,6 +240,17 @@ class Decoder:
             self._buf = buf + data
         self._pos = 0
 
+    @property
+    def buffered(self) -> int:
+        """
+        The number of received bytes not decoded yet (the start of an
+        incomplete packet, or whole packets not taken yet); 0 once the
+        decoder has failed.
+        """
+        if self._failed is not None:
+            return 0
+        return len(self._buf) - self._pos + self._chunks_len
+
     def __iter__(self) -> Iterator[Packet]:
         """Yield every complete buffered packet."""
         return iter(self.next_packet, None)

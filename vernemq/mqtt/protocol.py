@@ -24,6 +24,8 @@ a dying connection):
     DISCONNECT; the will is published;
   - a refused CONNECT: a CONNACK with the (v3-mapped) reason code, one
     warning;
+  - the connection is lost in the middle of a packet: one warning, the
+    will is published (as for any loss without DISCONNECT);
   - a normal DISCONNECT: no will (MQTT 5.0 reason 0x04 asks for it);
   - keepalive timeout (1.5 x keep alive without a byte): DISCONNECT 0x8D
     for MQTT 5.0, will published;
@@ -150,7 +152,15 @@ class MQTTProtocol(Protocol):
         self.peer_text = f"{self.peer[0]}:{self.peer[1]}"
         factory = self.factory
         limit = self.listener.settings.get("max_connections")
-        if (limit is not None and factory.count >= limit) or self.broker.shutting_down:
+        if self.broker.shutting_down:
+            self.log.warn(
+                "refusing connection from {peer} on listener {listener}: "
+                "the node is shutting down",
+                peer=self.peer_text,
+                listener=self.listener.key,
+            )
+            refused = True
+        elif limit is not None and factory.count >= limit:
             self.log.warn(
                 "refusing connection from {peer} on listener {listener}: "
                 "max_connections ({limit}) reached",
@@ -158,6 +168,10 @@ class MQTTProtocol(Protocol):
                 listener=self.listener.key,
                 limit=limit,
             )
+            refused = True
+        else:
+            refused = False
+        if refused:
             self._closing = True
             self._lost = True
             self.transport.abortConnection()
@@ -188,6 +202,14 @@ class MQTTProtocol(Protocol):
         """Detach the session (publishing the will unless closed normally)."""
         if self._lost:
             return
+        if not self._closing and self._decoder.buffered:
+            self.log.warn(
+                "connection from {peer} (client id {client_id}) lost in the middle "
+                "of a packet ({buffered} bytes received)",
+                peer=self.peer_text,
+                client_id=self.client_id,
+                buffered=self._decoder.buffered,
+            )
         self._lost = True
         self._closing = True
         self._cancel_timers()
