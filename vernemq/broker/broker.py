@@ -470,9 +470,32 @@ class Broker:
         conns = list(self.connections)
         self.begin()
         try:
+            # Route the wills due now while every session is still attached:
+            # a connection's shutdown detaches its session, which would then
+            # miss the wills of the connections visited after it.
+            for conn in conns:
+                session = conn.session
+                if session is not None and not conn.closed:
+                    self._publish_will_now(session)
             for conn in conns:
                 conn.shutdown()
         finally:
             self.end()
         for conn in conns:
             conn.close_transport()
+
+    def _publish_will_now(self, session: Session) -> None:
+        """
+        Publish C{session}'s will if it would go out at once when its
+        connection is lost (no will delay, or a session ending sooner);
+        a delayed will is left to the session.
+        """
+        will = session.will
+        if will is None:
+            return
+        delay = session.will_delay
+        if session.expiry is not None and session.expiry < delay:
+            delay = session.expiry
+        if delay <= 0:
+            session.will = None
+            self.publish_will(session, will)
