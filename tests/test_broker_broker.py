@@ -510,6 +510,24 @@ class RegisterHookTests(SynchronousTestCase):
         ack = connack(h.client(MQTT_3_1_1), "id", clean=False)
         self.assertTrue(ack.session_present)
 
+    def test_retry_interval_modifier_in_milliseconds(self) -> None:
+        """
+        A C{retry_interval} register modifier is in milliseconds, as in
+        VerneMQ's webhooks: 2000 resends an unacked QoS 1 message after 2 s.
+        """
+        h = self.harness(RegisterAuth(Ok({"retry_interval": 2000})))
+        sub = h.connected("sub")
+        sub.subscribe(("t", 1))
+        pub = h.connected("pub")
+        pub.publish("t", b"m", qos=1)
+        first = sub.publishes()
+        self.assertEqual([False], [p.dup for p in first])
+        h.advance(1.9)
+        self.assertEqual([], sub.publishes())
+        h.advance(0.2)
+        self.assertEqual([(True, first[0].packet_id)],
+                         [(p.dup, p.packet_id) for p in sub.publishes()])
+
     def test_async_pauses_packets(self) -> None:
         """
         While an asynchronous C{auth_on_register} is pending nothing is

@@ -188,7 +188,9 @@ class Broker:
             limits.max_inflight = int(get("max_inflight_messages", limits.max_inflight))
             limits.max_online = int(get("max_online_messages", limits.max_online))
             limits.max_offline = int(get("max_offline_messages", limits.max_offline))
-            limits.retry_interval = float(get("retry_interval", limits.retry_interval))
+            if "retry_interval" in modifiers:
+                # Register modifiers give it in milliseconds (VerneMQ's webhooks).
+                limits.retry_interval = float(modifiers["retry_interval"]) / 1000.0
             limits.upgrade_qos = bool(get("upgrade_qos", limits.upgrade_qos))
         return limits
 

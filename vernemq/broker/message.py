@@ -73,7 +73,8 @@ class Message:
         C{topic_alias} and C{subscription_identifier}.
     @ivar raw: the PUBLISH exactly as received, or L{None}.
     @ivar raw_level: the protocol level C{raw} was encoded for.
-    @ivar origin: the publishing session (for MQTT 5.0 C{no_local}), or
+    @ivar origin: the subscriber id C{(mountpoint, client_id)} of the
+        publisher (for MQTT 5.0 C{no_local}, compared by value), or
         L{None}.
     @ivar expires_at: reactor time after which the message must not be
         delivered (MQTT 5.0 message expiry), or L{None}.

@@ -150,7 +150,7 @@ def route(topics: Topics, msg: Message, stats: Stats) -> int:
     n = len(matches)
     if n == 1:
         sub, opts = matches[0]
-        if opts.no_local and sub.sid is msg.origin:
+        if opts.no_local and sub.sid == msg.origin:
             stats.unrouted += 1
             return 0
         sub.deliver(msg, opts.qos, opts.rap, opts.sub_ids)
@@ -163,7 +163,7 @@ def route(topics: Topics, msg: Message, stats: Stats) -> int:
     merged: dict[Session, SubOpts] = {}
     get = merged.get
     for sub, opts in matches:
-        if opts.no_local and sub.sid is origin:
+        if opts.no_local and sub.sid == origin:
             continue
         prev = get(sub)
         merged[sub] = opts if prev is None else prev.merged(opts)

@@ -264,7 +264,9 @@ class Session:
             qos = sub_qos
         retain = rap and msg.retain
         conn = self.conn
-        if conn is not None and not conn.paused:
+        # max_online_messages = 0 blocks delivery: everything goes through
+        # the (then always full) queue.
+        if conn is not None and not conn.paused and self.limits.max_online:
             if qos == 0:
                 if sub_ids and self.level == 5:
                     conn.write(msg.encode_for(5, 0, retain, False, None, list(sub_ids)))
@@ -471,9 +473,27 @@ class Session:
         if self.expiry == 0:
             self.broker.end_session(self, "gone")
             return
+        if self.pending:
+            self._keep_offline()
         if self.expiry is not None:
             self._expiry_call = self.broker.reactor.callLater(self.expiry, self._expired)
         self.broker.hooks.all("on_client_offline", self.sid)
+
+    def _keep_offline(self) -> None:
+        """
+        What was queued for the connection becomes the offline queue under
+        the offline rules (as VerneMQ re-inserts a session's queue into the
+        offline queue): QoS 0 messages are not kept, and at most
+        C{max_offline_messages} of the others; the rest are dropped.
+        """
+        kept = [entry for entry in self.pending if entry[1]]
+        limit = self.limits.max_offline
+        if limit >= 0 and len(kept) > limit:
+            dropped = len(kept) - limit
+            self.dropped += dropped
+            self.counters.dropped += dropped
+            del kept[limit:]
+        self.pending = deque(kept)
 
     def _will_due(self) -> None:
         self._will_call = None
@@ -541,7 +561,9 @@ class Session:
                 raise ProtocolError("receive maximum exceeded", 0x93)
         if topic[:1] == "$":
             # VerneMQ reserves $-topics ($SYS...) for the broker: accept
-            # and drop.
+            # and drop (a QoS 2 id still waits for its PUBREL).
+            if qos == 2:
+                self.qos2_in.add(pkt.packet_id)  # type: ignore[arg-type]
             self._ack(pkt, 0x10)
             return None
         if self.level == 5:
