@@ -33,7 +33,7 @@ setup(
             "mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5", "tox>=4",
         ],
     },
-    entry_points={},
+    entry_points={"console_scripts": ["vmq-epmd = vernemq.dist.epmd_cli:main"]},
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3.11",

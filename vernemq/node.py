@@ -3,9 +3,10 @@
 One vernemq node as a tree of Twisted services.
 
 L{makeNodeService} composes the broker, one listening service per MQTT
-listener and, when configured, the SSH manhole.  It takes the reactor as an
-argument, so tests compose a node on a L{MemoryReactorClock}; only
-L{vernemq.tap} passes the global reactor.
+listener, the epmd service (L{vernemq.dist.epmd.service}: serve epmd or
+register with the one running) and, when configured, the SSH manhole.  It
+takes the reactor as an argument, so tests compose a node on a
+L{MemoryReactorClock}; only L{vernemq.tap} passes the global reactor.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from twisted.logger import Logger
 from vernemq.broker.broker import Broker
 from vernemq.config import Config, ListenerSpec
 from vernemq.consolelog import consoleLogService
+from vernemq.dist.epmd.service import EpmdService, epmdServiceFromConfig
 from vernemq.listening import ListenerService
 from vernemq.mqtt.protocol import MQTTFactory
 
@@ -34,6 +36,7 @@ class NodeService(MultiService):
 
     @ivar config: the validated configuration.
     @ivar broker: the live broker (also in the manhole namespace).
+    @ivar epmd: the epmd service, unless C{erlang.epmd.mode = off}.
     """
 
     log = Logger()
@@ -42,6 +45,7 @@ class NodeService(MultiService):
         super().__init__()
         self.config = config
         self.broker = broker
+        self.epmd: EpmdService | None = None
 
     def listeners(self) -> list[ListenerService]:
         """Every listening service of this node, in configuration order."""
@@ -97,6 +101,9 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
             endpoint,
             MQTTFactory(broker, spec, reactor),
         ).setServiceParent(node)
+    node.epmd = epmdServiceFromConfig(config, reactor)
+    if node.epmd is not None:
+        node.epmd.setServiceParent(node)
     if config["manhole"]:
         _manholeService(config, node, reactor).setServiceParent(node)
     return node
@@ -112,6 +119,7 @@ def _manholeService(config: Config, node: NodeService, reactor: Any) -> IService
     namespace: dict[str, object] = {
         "node": node,
         "broker": node.broker,
+        "epmd": node.epmd,
         "sessions": node.broker.sessions,
         "config": config,
         "reactor": reactor,

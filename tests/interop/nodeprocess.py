@@ -92,6 +92,9 @@ class NodeProcess:
             f"listener.tcp.default = 127.0.0.1:{self.port}",
             "allow_anonymous = on",
             f"platform_data_dir = {os.path.join(directory, 'data')}",
+            # Parallel test nodes must not fight over the host's epmd port;
+            # tests of the epmd service set their own mode and port below.
+            "erlang.epmd.mode = off",
             *extraConfig,
         ]
         with open(self.configPath, "w") as f:
