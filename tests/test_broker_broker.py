@@ -189,12 +189,13 @@ class ConnAckTests(SynchronousTestCase):
 
     def test_v5_properties(self) -> None:
         """
-        An MQTT 5.0 CONNACK announces that shared subscriptions are not
-        available and no assigned client id when the client sent one.
+        An MQTT 5.0 CONNACK leaves shared subscriptions available (the
+        property is absent, which means available) and has no assigned
+        client id when the client sent one.
         """
         h = Harness()
         ack = connack(h.client(MQTT_5), "v5")
-        self.assertEqual(ack.properties.get("shared_subscription_available"), 0)
+        self.assertNotIn("shared_subscription_available", ack.properties)
         self.assertNotIn("assigned_client_identifier", ack.properties)
         self.assertNotIn("session_expiry_interval", ack.properties)
 
@@ -203,7 +204,7 @@ class ConnAckTests(SynchronousTestCase):
         The broker's receive maximum, topic alias maximum and maximum
         packet size are announced in an MQTT 5.0 CONNACK.
         """
-        h = Harness(receive_max_broker=10, topic_alias_max_broker=5, max_message_size=1000)
+        h = Harness(receive_max_broker=10, topic_alias_max_client=5, max_message_size=1000)
         ack = connack(h.client(MQTT_5), "v5")
         self.assertEqual(ack.properties["receive_maximum"], 10)
         self.assertEqual(ack.properties["topic_alias_maximum"], 5)

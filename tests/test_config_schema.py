@@ -196,13 +196,25 @@ class ImplementedTests(SynchronousTestCase):
             "max_inflight_messages",
             "max_online_messages",
             "max_offline_messages",
+            "override_max_online_messages",
+            "max_message_size",
+            "max_message_rate",
+            "max_subscriptions_per_client",
+            "listener.tcp.default.max_connection_lifetime",
             "retry_interval",
             "persistent_client_expiration",
+            "topic_alias_max_client",
+            "topic_alias_max_broker",
+            "max_keepalive",
             "mqtt_connect_timeout",
             "nodename",
             "platform_data_dir",
             "manhole.password_file",
             "log.console.level",
+            "shared_subscription_policy",
+            "erlang.epmd.mode",
+            "erlang.epmd.port",
+            "erlang.epmd.address",
         ]:
             setting = SCHEMA.lookup(key)
             assert setting is not None, key
@@ -222,11 +234,9 @@ class ImplementedTests(SynchronousTestCase):
             "listener.tcp.proxy_protocol",
             "distributed_cookie",
             "allow_publish_during_netsplit",
-            "shared_subscription_policy",
-            "max_message_rate",
+            "message_size_limit",
             "plugins.vmq_passwd",
             "metadata_plugin",
-            "erlang.epmd.mode",
             "graphite_enabled",
         ]:
             setting = SCHEMA.lookup(key)

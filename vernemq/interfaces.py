@@ -79,6 +79,29 @@ class IAuthOnRegisterM5(Interface):
         """
 
 
+class IOnAuthM5(Interface):
+    """MQTT 5.0 enhanced authentication (AUTH exchanges and re-authentication)."""
+
+    def on_auth_m5(
+        username: str | None,  # noqa: N805
+        subscriber_id: tuple[str, str],
+        properties: dict[str, object],
+    ) -> object:
+        """
+        One step of an enhanced authentication: C{properties} are those of
+        the CONNECT or AUTH packet (C{authentication_method},
+        C{authentication_data}...).  A conditional ("all till ok") chain.
+
+        @return: C{Ok({"reason_code": 0x18, "properties": {...}})} to
+            continue the exchange (AUTH 0x18 with C{authentication_method},
+            C{authentication_data} and C{reason_string} from
+            C{properties}); C{Ok({"reason_code": 0, "properties": {...}})}
+            when authenticated; C{Error} (optional C{reason_code}, default
+            0x87) to refuse; C{NEXT}; or a Deferred of one of them.
+            See L{vernemq.broker.enhanced_auth}.
+        """
+
+
 class IAuthOnPublish(Interface):
     """Authorize a PUBLISH (and a will at CONNECT) of a 3.x client."""
 

@@ -9,8 +9,11 @@ L{Broker} owns
   - one L{vernemq.broker.router.Topics} (subscription trie + retained
     store) per mountpoint;
   - the plugin hook chain (L{vernemq.plugins.hooks.HookChain});
-  - CONNECT handling: client id rules, authentication, the will's
-    authorization, session takeover, session present, CONNACK;
+  - CONNECT handling: client id rules, MQTT 5.0 enhanced authentication
+    (L{vernemq.broker.enhanced_auth}), authentication, the will's
+    authorization, session takeover, session present, the MQTT 5.0
+    connection properties (outbound topic aliases, Maximum Packet Size,
+    Server Keep Alive with C{max_keepalive}), CONNACK;
   - the write batching of every connection (see below);
   - node counters (L{Broker.stats}).
 
@@ -47,9 +50,11 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from vernemq.broker.enhanced_auth import EnhancedAuth
 from vernemq.broker.message import Message
 from vernemq.broker.router import Stats, Topics, route
 from vernemq.broker.session import Limits, Session
+from vernemq.broker.shared import POLICIES
 from vernemq.broker.topics import validate_topic_name
 from vernemq.config import Config
 from vernemq.mqtt.packets import ConnAck, Connect
@@ -110,8 +115,17 @@ class Broker:
         """The topic tree of C{mountpoint} (created on first use)."""
         topics = self._topics.get(mountpoint)
         if topics is None:
-            topics = self._topics[mountpoint] = Topics(mountpoint)
+            topics = self._topics[mountpoint] = Topics(
+                mountpoint,
+                self.config["shared_subscription_policy"],
+                policy_overrides=self._shared_policy_of,
+            )
         return topics
+
+    def _shared_policy_of(self, origin: object) -> str | None:
+        """The publisher's own shared subscription policy (a register modifier)."""
+        session = self.sessions.get(origin)  # type: ignore[call-overload]
+        return None if session is None else session.limits.shared_policy
 
     def mountpoints(self) -> list[str]:
         """The mountpoints that have a topic tree."""
@@ -182,16 +196,31 @@ class Broker:
             retry_interval=config["retry_interval"],
             upgrade_qos=config["upgrade_outgoing_qos"],
             lifo=config["queue_type"] == "lifo",
+            max_message_size=config["max_message_size"],
+            max_message_rate=config["max_message_rate"],
         )
         if modifiers:
             get = modifiers.get
             limits.max_inflight = int(get("max_inflight_messages", limits.max_inflight))
             limits.max_online = int(get("max_online_messages", limits.max_online))
             limits.max_offline = int(get("max_offline_messages", limits.max_offline))
+            limits.max_message_size = int(get("max_message_size", limits.max_message_size))
+            limits.max_message_rate = int(get("max_message_rate", limits.max_message_rate))
+            # VerneMQ starts a second lifetime timer; the earlier one wins.
+            limits.max_connection_lifetime = float(get("max_connection_lifetime", 0))
             if "retry_interval" in modifiers:
                 # Register modifiers give it in milliseconds (VerneMQ's webhooks).
                 limits.retry_interval = float(modifiers["retry_interval"]) / 1000.0
             limits.upgrade_qos = bool(get("upgrade_qos", limits.upgrade_qos))
+            policy = get("shared_subscription_policy")
+            if policy is not None:
+                if policy in POLICIES:
+                    limits.shared_policy = policy
+                else:
+                    self.log.warn(
+                        "ignoring unknown shared_subscription_policy modifier {policy!r}",
+                        policy=policy,
+                    )
         return limits
 
     def _client_id(self) -> str:
@@ -228,6 +257,26 @@ class Broker:
             return None
         conn.client_id = client_id
         sid = (settings.get("mountpoint", ""), client_id)
+        if v5 and "authentication_method" in pkt.properties:
+            # Enhanced authentication first (on_auth_m5); it calls
+            # register() once the exchange succeeded.
+            conn.auth = EnhancedAuth(self, conn, pkt)
+            return conn.auth.start(sid, assigned)
+        return self.register(conn, pkt, sid, assigned)
+
+    def register(
+        self, conn: MQTTProtocol, pkt: Connect, sid: tuple[str, str], assigned: str | None
+    ) -> Deferred[None] | None:
+        """
+        The authentication step of a CONNECT (after any enhanced
+        authentication): C{auth_on_register} / C{auth_on_register_m5}
+        unless anonymous clients are allowed, then the will, then CONNACK.
+
+        @return: a Deferred when an asynchronous hook is involved.
+        """
+        config = self.config
+        settings = conn.listener.settings
+        v5 = pkt.version == 5
         if config["allow_anonymous"] or settings.get("allow_anonymous_override", False):
             answer: Ok | Error | Deferred[Ok | Error] = Ok()
         elif v5:
@@ -383,23 +432,40 @@ class Broker:
             session.receive_max_in = 65535
         session.window = window
         session.attach(conn)
+        if v5:
+            session.set_outbound(
+                min(int(props.get("topic_alias_maximum", 0)), config["topic_alias_max_broker"]),
+                int(props.get("maximum_packet_size", 0)),
+            )
         session.will = will
         session.will_delay = will_delay
-        conn.attach(session, pkt.keep_alive)
+        keep_alive = pkt.keep_alive
+        server_keep_alive = config["max_keepalive"]
+        if v5 and server_keep_alive and not 0 < keep_alive <= server_keep_alive:
+            keep_alive = server_keep_alive
+        else:
+            server_keep_alive = 0
+        conn.attach(session, keep_alive)
         ack_props: dict[str, Any] = {}
         if v5:
             if assigned is not None:
                 ack_props["assigned_client_identifier"] = assigned
             if config["receive_max_broker"] < 65535:
                 ack_props["receive_maximum"] = config["receive_max_broker"]
-            if config["topic_alias_max_broker"]:
-                ack_props["topic_alias_maximum"] = config["topic_alias_max_broker"]
-            if config["max_message_size"]:
-                ack_props["maximum_packet_size"] = config["max_message_size"]
-            ack_props["shared_subscription_available"] = 0
+            # As VerneMQ: topic_alias_max_client is what clients may use,
+            # topic_alias_max_broker what the broker uses towards clients
+            # (never more than the client's Topic Alias Maximum allows).
+            if config["topic_alias_max_client"]:
+                ack_props["topic_alias_maximum"] = config["topic_alias_max_client"]
+            if limits.max_message_size:
+                ack_props["maximum_packet_size"] = limits.max_message_size
             granted = 0xFFFFFFFF if expiry is None else expiry
             if granted != requested:
                 ack_props["session_expiry_interval"] = granted
+            if server_keep_alive:
+                ack_props["server_keep_alive"] = server_keep_alive
+            if conn.auth is not None:
+                ack_props.update(conn.auth.connack_properties)
         conn.send_packet(ConnAck(present, 0, ack_props))
         self.counters.connects += 1
         self.log.info(
@@ -459,7 +525,7 @@ class Broker:
         out = self.counters.as_dict()
         out["sessions"] = len(self.sessions)
         out["sessions_online"] = sum(1 for s in self.sessions.values() if s.conn is not None)
-        out["subscriptions"] = sum(len(t.trie) for t in self._topics.values())
+        out["subscriptions"] = sum(t.subscription_count() for t in self._topics.values())
         out["retained"] = sum(len(t.retained) for t in self._topics.values())
         return out
 

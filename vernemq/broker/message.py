@@ -23,8 +23,8 @@ C{(wire format, qos, retain)}:
     (the alias means nothing to the receiver).
 
 Deliveries that need per-subscriber bytes (MQTT 5.0 subscription
-identifiers, a message expiry interval that has run down while queued)
-use L{Message.encode_for}, which does not cache.
+identifiers, a message expiry interval that has run down while queued,
+an outbound topic alias) use L{Message.encode_for}, which does not cache.
 """
 
 from __future__ import annotations
@@ -193,6 +193,8 @@ class Message:
         packet_id: int | None,
         subscription_ids: list[int] | None = None,
         expiry_interval: int | None = None,
+        topic_alias: int = 0,
+        alias_only: bool = False,
     ) -> bytes:
         """
         Encode a PUBLISH of this message for one receiver (no cache).
@@ -201,18 +203,26 @@ class Message:
             receiver's matching subscriptions.
         @param expiry_interval: the remaining MQTT 5.0 message expiry
             interval in seconds.
+        @param topic_alias: an MQTT 5.0 topic alias to send (0: none).
+        @param alias_only: send the alias with an empty topic name (the
+            receiver already knows the alias).
         """
         props: Properties = _NO_PROPS
+        topic = self.topic
         if (level & 0x7F) == 5:
             props = self.out_properties()
-            if subscription_ids or expiry_interval is not None:
+            if subscription_ids or expiry_interval is not None or topic_alias:
                 props = dict(props)
                 if subscription_ids:
                     props["subscription_identifier"] = list(subscription_ids)
                 if expiry_interval is not None:
                     props["message_expiry_interval"] = expiry_interval
+                if topic_alias:
+                    props["topic_alias"] = topic_alias
+                    if alias_only:
+                        topic = ""
         return encode_publish(
-            self.topic,
+            topic,
             self.payload,
             qos,
             retain,

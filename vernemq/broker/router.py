@@ -5,11 +5,15 @@ to the sessions whose subscriptions match.
 
 Each mountpoint has its own L{Topics}: a
 L{vernemq.broker.trie.SubscriptionTrie} keyed by subscriber (a
-L{vernemq.broker.session.Session}, later also a shared-subscription group
-or a remote node) with L{SubOpts} values, and a
-L{vernemq.broker.retain.RetainedStore} of L{vernemq.broker.message.Message}.
-Topics inside a tree carry no mountpoint prefix: the tree is the
-isolation.
+L{vernemq.broker.session.Session} or a
+L{vernemq.broker.shared.SharedGroup}, later also a remote node) with
+L{SubOpts} values, the L{vernemq.broker.shared.SharedSubscriptions} of the
+mountpoint, and a L{vernemq.broker.retain.RetainedStore} of
+L{vernemq.broker.message.Message}.  Topics inside a tree carry no
+mountpoint prefix: the tree is the isolation.  A subscriber is anything
+with the C{deliver} method of a session; a shared group is one more
+subscriber whose C{deliver} picks a member, so routing has no special case
+(and no cost) for shared subscriptions.
 
 L{route} is the hot path.  It asks the trie once (the trie caches the
 answer per distinct topic), merges overlapping subscriptions of one
@@ -20,10 +24,14 @@ common single-match case allocates nothing.
 
 from __future__ import annotations
 
+import random
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from vernemq.broker.message import Message
 from vernemq.broker.retain import RetainedStore
+from vernemq.broker.shared import SharedSubscriptions
+from vernemq.broker.topics import parse_shared
 from vernemq.broker.trie import SubscriptionTrie
 
 if TYPE_CHECKING:
@@ -123,15 +131,57 @@ class Topics:
     The topic tree of one mountpoint.
 
     @ivar trie: subscriber -> L{SubOpts} per filter.
+    @ivar shared: the shared subscriptions (their groups are in C{trie}).
     @ivar retained: topic -> retained L{Message}.
+
+    @param shared_policy: the C{shared_subscription_policy}.
+    @param rng: the random source shared groups choose members with.
+    @param policy_overrides: publisher subscriber id -> its own shared
+        subscription policy name, or L{None}.
     """
 
-    __slots__ = ("mountpoint", "retained", "trie")
+    __slots__ = ("mountpoint", "retained", "shared", "trie")
 
-    def __init__(self, mountpoint: str) -> None:
+    def __init__(
+        self,
+        mountpoint: str,
+        shared_policy: str = "prefer_local",
+        rng: random.Random | None = None,
+        policy_overrides: Callable[[object], str | None] | None = None,
+    ) -> None:
         self.mountpoint = mountpoint
         self.trie: SubscriptionTrie[Any, SubOpts] = SubscriptionTrie()
+        self.shared = SharedSubscriptions(self.trie, shared_policy, rng, policy_overrides)
         self.retained: RetainedStore[Message] = RetainedStore()
+
+    def subscribe(self, topic_filter: str, subscriber: Any, opts: SubOpts) -> bool:
+        """
+        Add or change C{subscriber}'s subscription to C{topic_filter}, a
+        plain or a C{$share/<group>/<filter>} filter.
+
+        @return: whether the subscription is new.
+        @raise ValueError: if the filter is invalid.
+        """
+        group, real = parse_shared(topic_filter)
+        if group is None:
+            return self.trie.add(topic_filter, subscriber, opts)
+        return self.shared.join(group, real, subscriber, opts)
+
+    def unsubscribe(self, topic_filter: str, subscriber: Any) -> bool:
+        """
+        Remove C{subscriber}'s subscription to C{topic_filter} (plain or
+        shared).
+
+        @return: whether there was one.
+        """
+        group, real = parse_shared(topic_filter)
+        if group is None:
+            return self.trie.remove(topic_filter, subscriber)
+        return self.shared.leave(group, real, subscriber)
+
+    def subscription_count(self) -> int:
+        """Plain subscriptions plus shared-group memberships."""
+        return len(self.trie) - len(self.shared) + self.shared.member_count()
 
 
 def route(topics: Topics, msg: Message, stats: Stats) -> int:

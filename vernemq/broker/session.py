@@ -7,7 +7,9 @@ while its client is connected and, for a persistent session, after that
 until it expires.  It holds:
 
   - the subscriptions (filter -> L{SubOpts}), mirrored in its
-    mountpoint's trie with the session itself as the key;
+    mountpoint's trie with the session itself as the key (a
+    C{$share/<group>/<filter>} one makes the session a member of the
+    group, which is the trie's key: L{vernemq.broker.shared});
   - the outgoing QoS 1/2 state: the inflight window (packet id ->
     L{_Inflight}, in send order), the next packet id, and one retry timer
     for the whole window (not one per message);
@@ -33,7 +35,16 @@ bytes; QoS 1/2 takes a packet id if the window has room, else waits in
 the queue.  Limits: C{max_inflight_messages} (and an MQTT 5.0 client's
 receive maximum) bound the window; C{max_online_messages} bounds the queue
 while connected and C{max_offline_messages} while offline (QoS 0 is not
-queued offline); a full queue drops the new message and counts it.
+queued offline); a full queue drops the new message and counts it (in
+L{Session.dropped} and the broker's C{dropped} counter, never logged per
+message).  On reconnect the offline queue is cut to the online limit
+unless C{override_max_online_messages} is on, as in VerneMQ.
+
+MQTT 5.0 connections that allow outbound topic aliases or announce a
+Maximum Packet Size are "shaped" (L{Session.set_outbound}): their
+deliveries go through L{Session._publish_out}, which assigns aliases and
+drops, for this subscriber only, a message too large for it.  Every other
+connection keeps the cached, zero-copy bytes of L{Message.frame}.
 """
 
 from __future__ import annotations
@@ -49,6 +60,7 @@ from twisted.logger import Logger
 
 from vernemq.broker.message import Message, pid_bytes
 from vernemq.broker.router import SubOpts, Topics
+from vernemq.broker.shared import SharedMessage
 from vernemq.broker.topics import parse_shared, validate_topic_filter
 from vernemq.mqtt.packets import (
     Disconnect,
@@ -118,12 +130,21 @@ class Connection(Protocol):
     def taken_over(self) -> None:
         """A newer connection took the client id: close this one."""
 
+    def throttle(self, seconds: float) -> None:
+        """Read nothing from the client for C{seconds}."""
+
 
 @dataclass(slots=True)
 class Limits:
     """
     Per-session limits, from the configuration, changeable by
     C{auth_on_register} modifiers.
+
+    The last three are enforced by the connection
+    (L{vernemq.mqtt.protocol.MQTTProtocol.attach}), not the session:
+    C{max_message_size} bytes per inbound packet (0 = unlimited),
+    C{max_message_rate} inbound PUBLISHes per second (0 = unlimited) and
+    C{max_connection_lifetime} seconds (0 = only the listener's setting).
     """
 
     max_inflight: int = 20
@@ -132,6 +153,12 @@ class Limits:
     retry_interval: float = 20.0
     upgrade_qos: bool = False
     lifo: bool = False
+    #: This publisher's C{shared_subscription_policy} (a register
+    #: modifier), or L{None} for the node's.
+    shared_policy: str | None = None
+    max_message_size: int = 0
+    max_message_rate: int = 0
+    max_connection_lifetime: float = 0
 
 
 class _Inflight:
@@ -200,6 +227,10 @@ class Session:
         "will",
         "will_delay",
         "window",
+        "alias_out",
+        "alias_out_max",
+        "max_packet_out",
+        "shaped",
         "__weakref__",
     )
 
@@ -233,6 +264,15 @@ class Session:
         self.dropped = 0
         self.will: Message | None = None
         self.will_delay = 0
+        #: MQTT 5.0 outbound topic aliases of the current connection
+        #: (topic -> alias), L{None} when the broker uses none.
+        self.alias_out: dict[str, int] | None = None
+        self.alias_out_max = 0
+        #: The client's Maximum Packet Size (0: no limit).
+        self.max_packet_out = 0
+        #: Deliveries need per-connection bytes (outbound aliases or a
+        #: maximum packet size): they go through L{_publish_out}.
+        self.shaped = False
         self.counters = broker.counters
         self._clock = broker.reactor.seconds
         self._retry_call: IDelayedCall | None = None
@@ -246,6 +286,15 @@ class Session:
             f"subscriptions={len(self.subscriptions)} inflight={len(self.inflight)} "
             f"queued={len(self.pending)}>"
         )
+
+    #: A session is a member of shared-subscription groups on this node
+    #: (L{vernemq.broker.shared.GroupMember}).
+    local = True
+
+    @property
+    def online(self) -> bool:
+        """Whether a connection is attached."""
+        return self.conn is not None
 
     # -- delivery: the hot path ------------------------------------------
 
@@ -268,10 +317,11 @@ class Session:
         # the (then always full) queue.
         if conn is not None and not conn.paused and self.limits.max_online:
             if qos == 0:
-                if sub_ids and self.level == 5:
-                    conn.write(msg.encode_for(5, 0, retain, False, None, list(sub_ids)))
-                else:
-                    conn.write(msg.frame(self.level, 0, retain))
+                if self.shaped or (sub_ids and self.level == 5):
+                    if self._publish_out(conn, msg, 0, retain, False, 0, sub_ids, None):
+                        self.counters.publish_out += 1
+                    return
+                conn.write(msg.frame(self.level, 0, retain))
                 self.counters.publish_out += 1
                 return
             if not self.pending and len(self.inflight) < self.window:
@@ -311,10 +361,9 @@ class Session:
         while pid in inflight:
             pid = pid % 65535 + 1
         self.next_pid = pid % 65535 + 1
-        if (sub_ids and self.level == 5) or expiry is not None:
-            conn.write(
-                msg.encode_for(self.level, qos, retain, False, pid, list(sub_ids), expiry)
-            )
+        if self.shaped or (sub_ids and self.level == 5) or expiry is not None:
+            if not self._publish_out(conn, msg, qos, retain, False, pid, sub_ids, expiry):
+                return
         else:
             head, tail = msg.frame(self.level, qos, retain)
             conn.write_parts(head, pid_bytes(pid), tail)
@@ -325,6 +374,86 @@ class Session:
             self._retry_call = self.broker.reactor.callLater(
                 self.limits.retry_interval, self._retry
             )
+
+    def _publish_out(
+        self,
+        conn: Connection,
+        msg: Message,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        pid: int,
+        sub_ids: tuple[int, ...],
+        expiry: int | None,
+    ) -> bool:
+        """
+        Write a PUBLISH that needs bytes of its own for this connection:
+        MQTT 5.0 subscription identifiers, a remaining message expiry
+        interval, an outbound topic alias, or a check against the client's
+        Maximum Packet Size.  A message too large for this client is
+        dropped for this client only (and counted).
+
+        @param pid: the packet id (ignored for QoS 0).
+        @return: False if the message was dropped.
+        """
+        level = self.level
+        limit = self.max_packet_out
+        if level == 5:
+            aliases = self.alias_out
+            alias = 0
+            known = False
+            new = False
+            if aliases is not None:
+                topic = msg.topic
+                alias = aliases.get(topic, 0)
+                if alias:
+                    known = True
+                elif len(aliases) < self.alias_out_max:
+                    alias = len(aliases) + 1
+                    new = True
+            if sub_ids or expiry is not None or alias:
+                data = msg.encode_for(
+                    5, qos, retain, dup, pid, list(sub_ids), expiry, alias, known
+                )
+                if limit and len(data) > limit:
+                    self._drop_too_large()
+                    return False
+                if new and aliases is not None:
+                    aliases[msg.topic] = alias
+                conn.write(data)
+                return True
+        frame = msg.frame(level, qos, retain)
+        if qos == 0:
+            if limit and len(frame) > limit:
+                self._drop_too_large()
+                return False
+            conn.write(frame)
+            return True
+        head, tail = frame
+        if limit and len(head) + 2 + len(tail) > limit:
+            self._drop_too_large()
+            return False
+        if dup:
+            head = bytes((head[0] | 0x08,)) + head[1:]
+        conn.write_parts(head, pid_bytes(pid), tail)
+        return True
+
+    def _drop_too_large(self) -> None:
+        """Count a message dropped for exceeding the client's Maximum Packet Size."""
+        self.dropped += 1
+        self.counters.dropped += 1
+
+    def set_outbound(self, alias_max: int, max_packet: int) -> None:
+        """
+        The MQTT 5.0 limits of the connection just attached: use topic
+        aliases 1..C{alias_max} towards it (0: none) and send no packet
+        larger than C{max_packet} bytes (0: no limit).  Aliases start
+        afresh with each connection.
+        """
+        self.alias_out = {} if alias_max > 0 else None
+        self.alias_out_max = alias_max
+        self.max_packet_out = max_packet
+        self.shaped = alias_max > 0 or max_packet > 0
 
     def drain(self) -> None:
         """Send queued messages while the connection and the window allow."""
@@ -352,31 +481,38 @@ class Session:
             if qos:
                 self._send_new(conn, msg, qos, retain, sub_ids, expiry)
             else:
-                if (sub_ids and level == 5) or expiry is not None:
-                    conn.write(msg.encode_for(level, 0, retain, False, None, list(sub_ids), expiry))
-                else:
-                    conn.write(msg.frame(level, 0, retain))
+                if self.shaped or (sub_ids and level == 5) or expiry is not None:
+                    if self._publish_out(conn, msg, 0, retain, False, 0, sub_ids, expiry):
+                        stats.publish_out += 1
+                    continue
+                conn.write(msg.frame(level, 0, retain))
                 stats.publish_out += 1
 
-    def _resend(self, conn: Connection, pid: int, entry: _Inflight) -> None:
-        """Send an inflight message again: PUBLISH with DUP, or PUBREL."""
+    def _resend(self, conn: Connection, pid: int, entry: _Inflight) -> bool:
+        """
+        Send an inflight message again: PUBLISH with DUP, or PUBREL.  A
+        PUBLISH that no longer fits the client's maximum packet size (a
+        new connection announced a smaller one) is dropped.
+
+        @return: False if the message was dropped (the caller forgets it).
+        """
         if entry.released:
             conn.write(_PUBREL + pid_bytes(pid))
-            return
+            return True
         msg = entry.msg
         expiry: int | None = None
         if msg.expires_at is not None:
             expiry = max(math.ceil(msg.expires_at - self._clock()), 0)
-        if (entry.sub_ids and self.level == 5) or expiry is not None:
-            conn.write(
-                msg.encode_for(
-                    self.level, entry.qos, entry.retain, True, pid, list(entry.sub_ids), expiry
-                )
-            )
+        if self.shaped or (entry.sub_ids and self.level == 5) or expiry is not None:
+            if not self._publish_out(
+                conn, msg, entry.qos, entry.retain, True, pid, entry.sub_ids, expiry
+            ):
+                return False
         else:
             head, tail = msg.frame(self.level, entry.qos, entry.retain)
             conn.write_parts(bytes((head[0] | 0x08,)) + head[1:], pid_bytes(pid), tail)
         self.counters.publish_out += 1
+        return True
 
     def _retry(self) -> None:
         """Resend what has waited C{retry_interval} for an acknowledgement."""
@@ -390,7 +526,9 @@ class Session:
         for pid, entry in list(self.inflight.items()):
             due = entry.sent_at + interval
             if due <= now:
-                self._resend(conn, pid, entry)
+                if not self._resend(conn, pid, entry):
+                    del self.inflight[pid]
+                    continue
                 entry.sent_at = now
                 due = now + interval
             if earliest is None or due < earliest:
@@ -421,6 +559,7 @@ class Session:
         """
         self.conn = conn
         self.level = conn.level
+        self.set_outbound(0, 0)
         self._cancel_expiry()
         if self._will_call is not None:
             if self._will_call.active():
@@ -437,14 +576,37 @@ class Session:
         if conn is None:
             return
         now = self._clock()
-        for pid, entry in self.inflight.items():
-            self._resend(conn, pid, entry)
+        dropped = [pid for pid, e in self.inflight.items() if not self._resend(conn, pid, e)]
+        for pid in dropped:
+            del self.inflight[pid]
+        for entry in self.inflight.values():
             entry.sent_at = now
         if self.inflight and self._retry_call is None and self.limits.retry_interval > 0:
             self._retry_call = self.broker.reactor.callLater(
                 self.limits.retry_interval, self._retry
             )
+        self._fit_online()
         self.drain()
+
+    def _fit_online(self) -> None:
+        """
+        The offline queue becomes the online queue under the online limit
+        (VerneMQ drops what does not fit, unless
+        C{override_max_online_messages} is on): keep at most
+        C{max_online_messages} (plus one window, which drains at once).
+        """
+        pending = self.pending
+        limit = self.limits.max_online
+        if limit < 0 or self.broker.config["override_max_online_messages"]:
+            return
+        if limit:
+            limit += max(self.window - len(self.inflight), 0)
+        excess = len(pending) - limit
+        if excess > 0:
+            for _ in range(excess):
+                pending.pop()
+            self.dropped += excess
+            self.counters.dropped += excess
 
     def connection_lost(self, conn: Connection, send_will: bool) -> None:
         """
@@ -473,11 +635,48 @@ class Session:
         if self.expiry == 0:
             self.broker.end_session(self, "gone")
             return
+        if self.pending or self.inflight:
+            self._release_shared(ending=False)
         if self.pending:
             self._keep_offline()
         if self.expiry is not None:
             self._expiry_call = self.broker.reactor.callLater(self.expiry, self._expired)
         self.broker.hooks.all("on_client_offline", self.sid)
+
+    def _release_shared(self, ending: bool) -> None:
+        """
+        The connection is gone: hand the messages this session got through
+        a shared subscription and has not delivered back to their group,
+        for another member (see L{vernemq.broker.shared}): queued QoS 1/2
+        messages and sent, unacknowledged QoS 1 ones.  A sent QoS 2 message
+        stays [MQTT-4.8.2-4, MQTT-4.8.2-5].
+
+        @param ending: the session ends: any other member may take them
+            (else only an online one, and what nobody takes stays here).
+        """
+        inflight = self.inflight
+        for pid, entry in list(inflight.items()):
+            msg = entry.msg
+            if (
+                entry.qos == 1
+                and isinstance(msg, SharedMessage)
+                and msg.group.redispatch(msg, self, ending)
+            ):
+                del inflight[pid]
+        kept: deque[_Queued] = deque()
+        moved = False
+        for queued in self.pending:
+            msg = queued[0]
+            if (
+                queued[1]
+                and isinstance(msg, SharedMessage)
+                and msg.group.redispatch(msg, self, ending)
+            ):
+                moved = True
+            else:
+                kept.append(queued)
+        if moved:
+            self.pending = kept
 
     def _keep_offline(self) -> None:
         """
@@ -528,10 +727,12 @@ class Session:
             will, self.will = self.will, None
             if will is not None:
                 self.broker.publish_will(self, will)
-        trie = self.topics.trie
+        topics = self.topics
         for topic_filter in self.subscriptions:
-            trie.remove(topic_filter, self)
+            topics.unsubscribe(topic_filter, self)
         self.subscriptions.clear()
+        if self.pending or self.inflight:
+            self._release_shared(ending=True)
         self.pending.clear()
         self.inflight.clear()
         self.qos2_in.clear()
@@ -588,7 +789,8 @@ class Session:
 
     def _resolve_alias(self, alias: int, topic: str) -> str:
         conn = self.conn
-        limit = self.broker.config["topic_alias_max_broker"]
+        # VerneMQ: topic_alias_max_client bounds the aliases a client may use.
+        limit = self.broker.config["topic_alias_max_client"]
         if conn is None or alias > limit:
             raise ProtocolError(f"topic alias {alias} above maximum {limit}", 0x94)
         if topic:
@@ -614,6 +816,10 @@ class Session:
             qos = mods.get("qos", qos)
             retain = mods.get("retain", retain)
             raw = None
+            throttle = mods.get("throttle")
+            if throttle and self.conn is not None:
+                # VerneMQ: stop reading from this publisher for that many ms.
+                self.conn.throttle(int(throttle) / 1000.0)
         props = pkt.properties
         expires_at = None
         if props:
@@ -726,11 +932,10 @@ class Session:
             if not validate_topic_filter(topic_filter, self.max_depth):
                 codes[i] = 0x8F if v5 else 0x80
                 continue
-            group, _ = parse_shared(topic_filter)
-            if group is not None:
-                # Shared subscriptions arrive with the next issue.
-                codes[i] = 0x9E if v5 else 0x80
-                continue
+            if v5 and sub.no_local and parse_shared(topic_filter)[0] is not None:
+                raise ProtocolError(
+                    f"no local on the shared subscription {topic_filter!r}", 0x82
+                )
             if limit and topic_filter not in self.subscriptions:
                 if count >= limit:
                     codes[i] = 0x97 if v5 else 0x80
@@ -771,7 +976,7 @@ class Session:
         rewritten: Any = answer.modifiers.get("topics") if answer.modifiers else None
         if rewritten is not None and len(rewritten) != len(wanted):
             rewritten = None
-        trie = self.topics.trie
+        topics = self.topics
         granted: list[tuple[str, SubOpts, bool]] = []
         for n, i in enumerate(wanted):
             sub = pkt.subscriptions[i]
@@ -788,7 +993,7 @@ class Session:
                                sub.retain_handling, sub_ids)
             existed = topic_filter in self.subscriptions
             self.subscriptions[topic_filter] = opts
-            trie.add(topic_filter, self, opts)
+            topics.subscribe(topic_filter, self, opts)
             codes[i] = qos
             granted.append((topic_filter, opts, existed))
         self._suback(pkt, codes, granted)
@@ -805,6 +1010,9 @@ class Session:
         for topic_filter, opts, existed in granted:
             if opts.retain_handling == 2 or (opts.retain_handling == 1 and existed):
                 continue
+            if parse_shared(topic_filter)[0] is not None:
+                # No retained messages on a shared subscription (MQTT 5.0 4.8.2).
+                continue
             for _, msg in retained.match(topic_filter):
                 self.deliver_retained(msg, opts)
         self.drain()
@@ -814,11 +1022,11 @@ class Session:
 
     def handle_unsubscribe(self, pkt: Unsubscribe) -> None:
         """UNSUBSCRIBE: remove the filters, UNSUBACK."""
-        trie = self.topics.trie
+        topics = self.topics
         codes = []
         for topic_filter in pkt.topic_filters:
             if self.subscriptions.pop(topic_filter, None) is not None:
-                trie.remove(topic_filter, self)
+                topics.unsubscribe(topic_filter, self)
                 codes.append(0)
             else:
                 codes.append(0x11)

@@ -60,10 +60,12 @@ disables caching.
 Not here
 ========
 
-Shared subscriptions: the trie compares filters literally, so the router
-strips C{$share/<group>/} with L{vernemq.broker.topics.parse_shared} and puts
-the group into the key.  Mountpoints: one trie per mountpoint, or prefix
-filters and topics the same way.  A subscriber with two overlapping filters
+Shared subscriptions: the trie compares filters literally, so
+L{vernemq.broker.router.Topics} strips C{$share/<group>/} with
+L{vernemq.broker.topics.parse_shared} and the key is the group
+(L{vernemq.broker.shared.SharedGroup}), one entry however many members.
+Mountpoints: one trie per mountpoint, or prefix filters and topics the same
+way.  A subscriber with two overlapping filters
 appears once per filter; the router merges them.
 """
 

@@ -556,19 +556,23 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         "erlang.epmd.port",
         t.bounded_integer(1, 65535),
         4369,
-        "port of the Erlang port mapper (epmd)",
+        "port of the Erlang port mapper (epmd); unset = $ERL_EPMD_PORT, else 4369",
+        implemented=True,
     ),
     _S(
         "erlang.epmd.address",
         _STR,
         None,
-        "address epmd binds to when this node serves it; None = all interfaces",
+        "addresses (comma-separated) epmd binds to when this node serves it, plus "
+        "loopback; unset = $ERL_EPMD_ADDRESS, else all IPv4 interfaces",
+        implemented=True,
     ),
     _S(
         "erlang.epmd.mode",
         t.enum("auto", "serve", "client", "off"),
         "auto",
-        "epmd: auto (use a running one or serve), serve, client or off",
+        "epmd: auto (register with a running one, else serve it), serve, client or off",
+        implemented=True,
     ),
     # --- 3.3 MQTT / session ------------------------------------------------
     _S(
@@ -646,7 +650,9 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         "override_max_online_messages",
         _FLAG,
         False,
-        "drop the oldest instead of the newest message when the online queue is full",
+        "on reconnect, move the whole offline queue online instead of dropping what "
+        "exceeds max_online_messages",
+        implemented=True,
     ),
     _S(
         "retry_interval",
@@ -702,8 +708,8 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         "max_message_rate",
         _NONNEG,
         0,
-        "incoming publishes per second per session; 0 = unlimited",
-        implemented=False,
+        "incoming publishes per second per session (reading is throttled); 0 = unlimited",
+        implemented=True,
         hidden=True,
     ),
     _S(
@@ -718,7 +724,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         t.enum("prefer_local", "local_only", "random", "prefer_online_before_local"),
         "prefer_local",
         "how a shared-subscription member is chosen",
-        implemented=False,
+        implemented=True,
     ),
     _S(
         "shared_subscription_timeout_action",
@@ -754,15 +760,24 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         "topic_alias_max_client",
         t.bounded_integer(0, 65535),
         0,
-        "MQTT 5 topic aliases the broker uses towards clients",
-        implemented=False,
+        "MQTT 5 topic aliases clients may use (announced in CONNACK)",
+        implemented=True,
         hidden=True,
     ),
     _S(
         "topic_alias_max_broker",
         t.bounded_integer(0, 65535),
         0,
-        "MQTT 5 topic aliases the broker accepts from clients",
+        "MQTT 5 topic aliases the broker uses towards clients that allow them",
+        implemented=True,
+        hidden=True,
+    ),
+    _S(
+        "max_keepalive",
+        t.bounded_integer(0, 65535),
+        0,
+        "non-standard (mosquitto): MQTT 5 clients asking for a longer or no keep "
+        "alive get this Server Keep Alive in seconds; 0 = the client's value",
         implemented=True,
         hidden=True,
     ),

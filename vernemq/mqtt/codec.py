@@ -292,6 +292,8 @@ class Decoder:
             total = hs + rl
             limit = self.max_packet_size
             if limit and total > limit:
+                if not self._connected and self._server:
+                    self._peek_level(buf, pos + hs, size)
                 raise PacketTooLarge(f"packet of {total} bytes exceeds maximum of {limit}")
             end = pos + total
             if end > size:
@@ -363,6 +365,14 @@ class Decoder:
             self._failed = e
             self._need = -1
             raise
+
+    def _peek_level(self, buf: bytes, p: int, size: int) -> None:
+        """
+        Set L{protocol_level} to 5 from the start of a CONNECT too large to
+        decode, so that the server can answer CONNACK 0x95 in MQTT 5.0.
+        """
+        if size >= p + 7 and buf[p : p + 6] == b"\x00\x04MQTT" and buf[p + 6] == 5:
+            self.protocol_level = 5
 
     def _decode_other(self, b0: int, buf: bytes, p: int, end: int) -> Packet:
         """Decode anything but a PUBLISH after CONNECT (the slow path)."""

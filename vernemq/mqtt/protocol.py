@@ -8,7 +8,9 @@ or to its session (everything after), and collects the bytes the broker
 produces for this connection until the broker flushes the batch (see
 L{vernemq.broker.broker}).  It owns what belongs to one TCP connection:
 the CONNECT timeout, the keepalive check, the maximum connection
-lifetime, MQTT 5.0 inbound topic aliases, and closing.
+lifetime, MQTT 5.0 inbound topic aliases, the client's Maximum Packet
+Size for control packets, the AUTH packets of MQTT 5.0 enhanced
+authentication (handed to L{vernemq.broker.enhanced_auth}), and closing.
 
 Closing
 =======
@@ -42,6 +44,13 @@ deliveries instead of writing them (bounded by C{max_online_messages},
 beyond which messages are dropped), and drains the queue on resume.  While
 an asynchronous plugin hook is pending, reading from the client is paused
 and no further packet is handled, so packet order is kept.
+
+Inbound, C{max_message_rate} (and the C{throttle} modifier of
+C{auth_on_publish}) throttle a publisher the way VerneMQ does: once a
+one-second window has seen that many PUBLISHes, nothing more is read or
+handled until the window ends; the client is neither disconnected nor are
+its messages dropped.  C{max_message_size} is checked on the fixed header,
+before a too large packet is buffered.
 """
 
 from __future__ import annotations
@@ -56,6 +65,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from vernemq.broker.broker import Broker
+from vernemq.broker.enhanced_auth import EnhancedAuth
 from vernemq.broker.session import Session
 from vernemq.config import ListenerSpec
 from vernemq.mqtt.codec import Decoder, encode
@@ -122,11 +132,16 @@ class MQTTProtocol(Protocol):
         self.peer_text = "unknown"
         self.paused = False
         self.aliases: dict[int, str] = {}
+        #: MQTT 5.0 enhanced authentication, when the CONNECT asked for it.
+        self.auth: EnhancedAuth | None = None
+        #: The client's Maximum Packet Size (MQTT 5.0; 0: no limit).
+        self.max_packet_out = 0
         self._out: list[bytes] = []
         self._closing = False
         self._lost = False
         self._accepted = False
-        self._blocked = False
+        #: Reasons (pending hooks, throttling) not to read or handle packets.
+        self._blocked = 0
         self._send_will = True
         self._last_rx = 0.0
         self._keepalive = 0.0
@@ -135,6 +150,10 @@ class MQTTProtocol(Protocol):
         self._connect_call: IDelayedCall | None = None
         self._keepalive_call: IDelayedCall | None = None
         self._lifetime_call: IDelayedCall | None = None
+        self._throttle_call: IDelayedCall | None = None
+        self._rate_max = 0
+        self._rate_count = 0
+        self._rate_end = 0.0
 
     def __repr__(self) -> str:
         return f"<MQTTProtocol {self.client_id!r} from {self.peer_text}>"
@@ -274,16 +293,29 @@ class MQTTProtocol(Protocol):
 
     def _block(self, d: Deferred[Any]) -> None:
         """Handle no further packet (and read nothing) until C{d} fires."""
-        self._blocked = True
-        self.transport.pauseProducing()
+        self._hold()
         d.addBoth(self._unblock)
 
+    def _hold(self) -> None:
+        """Stop reading and handling packets until the matching L{_release}."""
+        self._blocked += 1
+        if self._blocked == 1 and not self._closing:
+            self.transport.pauseProducing()
+
+    def _release(self) -> None:
+        """Undo one L{_hold}; the last one resumes reading and handling."""
+        self._blocked -= 1
+        if self._blocked or self._closing:
+            return
+        self.transport.resumeProducing()
+        self._process()
+
     def _unblock(self, result: object) -> None:
-        self._blocked = False
         broker = self.broker
         broker.begin()
         try:
             if isinstance(result, Failure):
+                self._blocked -= 1
                 if isinstance(result.value, MQTTError):
                     self.violation(result.value)
                 else:
@@ -295,10 +327,7 @@ class MQTTProtocol(Protocol):
                     )
                     self.disconnect(0x83, send_will=True)
                 return
-            if self._closing:
-                return
-            self.transport.resumeProducing()
-            self._process()
+            self._release()
         finally:
             broker.end()
 
@@ -309,10 +338,33 @@ class MQTTProtocol(Protocol):
             self._connect_call = None
         self.level = pkt.version
         self.client_id = pkt.client_id or None
+        if self.level == 5:
+            self.max_packet_out = int(pkt.properties.get("maximum_packet_size", 0))
         return self.broker.connect(self, pkt)
 
-    def _on_auth(self, pkt: Auth) -> None:
-        raise ProtocolError("AUTH without an authentication method in CONNECT")
+    def _on_auth(self, pkt: Auth) -> Deferred[Any] | None:
+        """AUTH: a step of enhanced authentication (see L{EnhancedAuth})."""
+        if self.auth is None:
+            raise ProtocolError("AUTH without an authentication method in CONNECT")
+        if self._connect_call is not None:
+            if self._connect_call.active():
+                self._connect_call.cancel()
+            self._connect_call = None
+        return self.auth.on_auth(pkt)
+
+    def _on_early_disconnect(self, pkt: Disconnect) -> None:
+        """DISCONNECT in the middle of the enhanced authentication of CONNECT."""
+        self.close(send_will=False)
+
+    def await_auth(self) -> None:
+        """
+        The enhanced authentication of the CONNECT goes on: accept only
+        AUTH (or DISCONNECT), within C{mqtt_connect_timeout}.
+        """
+        self._handlers = {Auth: self._on_auth, Disconnect: self._on_early_disconnect}
+        if self._connect_call is None:
+            timeout = self.broker.config["mqtt_connect_timeout"] / 1000.0
+            self._connect_call = self.reactor.callLater(timeout, self._connect_timeout)
 
     def attach(self, session: Session, keep_alive: int) -> None:
         """
@@ -333,12 +385,62 @@ class MQTTProtocol(Protocol):
             Disconnect: session.handle_disconnect,
             Auth: self._on_auth,
         }
+        limits = session.limits
+        # max_message_size may be changed per client by auth_on_register.
+        self._decoder.max_packet_size = limits.max_message_size
+        if limits.max_message_rate:
+            # Only rate-limited clients pay for the counting.
+            self._rate_max = limits.max_message_rate
+            self._handlers[Publish] = self._rated_publish
         if keep_alive:
             self._keepalive = keep_alive * 1.5
             self._keepalive_call = self.reactor.callLater(self._keepalive, self._check_keepalive)
         lifetime = self.listener.settings.get("max_connection_lifetime", 0)
+        modified = limits.max_connection_lifetime
+        if modified and (not lifetime or modified < lifetime):
+            lifetime = modified
         if lifetime:
             self._lifetime_call = self.reactor.callLater(lifetime, self._lifetime_over)
+
+    # -- inbound flow control -----------------------------------------------------
+
+    def _rated_publish(self, pkt: Publish) -> Deferred[None] | None:
+        """
+        A PUBLISH under C{max_message_rate}: once the current one-second
+        window has seen that many, read nothing more until it ends.  As in
+        VerneMQ the client is throttled through TCP, never disconnected,
+        and no message is dropped.  O(1): one clock read, two compares.
+        """
+        now = self._seconds()
+        if now >= self._rate_end:
+            self._rate_end = now + 1.0
+            self._rate_count = 0
+        self._rate_count += 1
+        if self._rate_count >= self._rate_max:
+            self.throttle(self._rate_end - now)
+        session = self.session
+        assert session is not None
+        return session.handle_publish(pkt)
+
+    def throttle(self, seconds: float) -> None:
+        """
+        Read and handle nothing from this client for C{seconds}
+        (C{max_message_rate}, or the C{throttle} modifier of
+        C{auth_on_publish}).  Packets already received wait, in order.
+        """
+        if self._closing or self._throttle_call is not None or seconds <= 0:
+            return
+        self._hold()
+        self._throttle_call = self.reactor.callLater(seconds, self._throttle_over)
+
+    def _throttle_over(self) -> None:
+        self._throttle_call = None
+        broker = self.broker
+        broker.begin()
+        try:
+            self._release()
+        finally:
+            broker.end()
 
     # -- output --------------------------------------------------------------------
 
@@ -357,8 +459,23 @@ class MQTTProtocol(Protocol):
         out += (head, middle, tail)
 
     def send_packet(self, packet: Packet) -> None:
-        """Encode C{packet} for this connection and add it to the batch."""
-        self.write(encode(packet, self.level))
+        """
+        Encode C{packet} for this connection and add it to the batch.  A
+        packet beyond the client's Maximum Packet Size loses its reason
+        string and user properties, and is not sent if still too large.
+        """
+        data = encode(packet, self.level)
+        limit = self.max_packet_out
+        if limit and len(data) > limit:
+            props = getattr(packet, "properties", None)
+            if props and ("reason_string" in props or "user_property" in props):
+                packet.properties = {  # type: ignore[union-attr]
+                    k: v for k, v in props.items() if k not in ("reason_string", "user_property")
+                }
+                data = encode(packet, self.level)
+            if len(data) > limit:
+                return
+        self.write(data)
 
     def flush(self) -> None:
         """Write the collected output to the transport in one call."""
@@ -488,7 +605,7 @@ class MQTTProtocol(Protocol):
     # -- timers --------------------------------------------------------------------
 
     def _cancel_timers(self) -> None:
-        for name in ("_connect_call", "_keepalive_call", "_lifetime_call"):
+        for name in ("_connect_call", "_keepalive_call", "_lifetime_call", "_throttle_call"):
             call = getattr(self, name)
             if call is not None:
                 if call.active():
