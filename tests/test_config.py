@@ -424,7 +424,7 @@ class ListenerTests(SynchronousTestCase):
         """
         [spec] = config_from_text("listener.tcp.default = 127.0.0.1:1883\n").listeners
         self.assertEqual((spec.host, spec.port, spec.unix_path), ("127.0.0.1", 1883, None))
-        self.assertEqual(spec.endpoint_description(), "tcp:1883:interface=127.0.0.1")
+        self.assertEqual(spec.endpoint_description(), "tcp:1883:interface=127.0.0.1:backlog=1024")
         self.assertEqual(self._listen(spec), (1883, "127.0.0.1"))
 
     def test_ipv6(self) -> None:
@@ -434,7 +434,7 @@ class ListenerTests(SynchronousTestCase):
         """
         [spec] = config_from_text("listener.tcp.v6 = [::1]:1883\n").listeners
         self.assertEqual(spec.host, "::1")
-        self.assertEqual(spec.endpoint_description(), "tcp:1883:interface=\\:\\:1")
+        self.assertEqual(spec.endpoint_description(), "tcp:1883:interface=\\:\\:1:backlog=1024")
         self.assertEqual(self._listen(spec), (1883, "::1"))
         self.assertTrue(ipaddress.ip_address(spec.host).version == 6)
 
@@ -461,7 +461,7 @@ class ListenerTests(SynchronousTestCase):
         ).listeners
         self.assertEqual(
             spec.endpoint_description(),
-            "ssl:8883:interface=127.0.0.1:privateKey=/etc/k.pem:certKey=/etc/c.pem",
+            "ssl:8883:interface=127.0.0.1:backlog=1024:privateKey=/etc/k.pem:certKey=/etc/c.pem",
         )
 
     def _listen(self, spec: ListenerSpec) -> tuple[int, str]:

@@ -141,7 +141,7 @@ class Broker:
         @return: the number of subscribers reached.
         """
         n = route(topics, msg, self.counters)
-        if self.hooks.implemented("on_publish"):
+        if self.hooks.observes_publish:
             self.hooks.all(
                 "on_publish",
                 session.username if session is not None else None,

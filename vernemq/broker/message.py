@@ -146,6 +146,16 @@ class Message:
             C{(head, tail)} pair to write around the packet id.  DUP is
             clear.
         """
+        raw = self.raw
+        if (
+            raw is not None
+            and qos == 0
+            and raw[0] == 0x30 | retain
+            and ((self.raw_level & 0x7F) == 5) == (level == 5)
+        ):
+            # Zero copy: a QoS 0 subscriber of the publisher's protocol
+            # family gets the received bytes (no cache dict needed).
+            return raw
         key = ((level == 5) << 3) | (qos << 1) | retain
         cache = self._cache
         if cache is None:

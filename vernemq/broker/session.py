@@ -78,7 +78,7 @@ from vernemq.mqtt.packets import (
     UnsubAck,
     Unsubscribe,
 )
-from vernemq.plugins.hooks import Error, Ok
+from vernemq.plugins.hooks import OK, Error, Ok
 
 if TYPE_CHECKING:
     from vernemq.broker.broker import Broker
@@ -767,8 +767,13 @@ class Session:
                 self.qos2_in.add(pkt.packet_id)  # type: ignore[arg-type]
             self._ack(pkt, 0x10)
             return None
+        hooks = broker.hooks
+        if hooks.publish_open:
+            # Only allow-all ACLs: skip the chain (the per-message hot path).
+            self._publish_authorized(OK, pkt, topic)
+            return None
         if self.level == 5:
-            answer = broker.hooks.all_till_ok(
+            answer = hooks.all_till_ok(
                 "auth_on_publish_m5",
                 self.username,
                 self.sid,
@@ -779,10 +784,10 @@ class Session:
                 props,
             )
         else:
-            answer = broker.hooks.all_till_ok(
+            answer = hooks.all_till_ok(
                 "auth_on_publish", self.username, self.sid, qos, topic, pkt.payload, pkt.retain
             )
-        if isinstance(answer, Deferred):
+        if answer.__class__ is not Ok and isinstance(answer, Deferred):
             return answer.addCallback(self._publish_authorized, pkt, topic)
         self._publish_authorized(answer, pkt, topic)
         return None

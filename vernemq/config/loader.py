@@ -116,6 +116,9 @@ class ListenerSpec:
         parts = [("ssl" if tls else "tcp"), str(self.port)]
         if self.host is not None:
             parts.append(f"interface={_escape(self.host)}")
+        # Ranch's (VerneMQ's acceptor pool) listen backlog; Twisted's
+        # default of 50 drops SYNs when thousands of clients reconnect.
+        parts.append(f"backlog={LISTEN_BACKLOG}")
         if tls:
             keyfile = self.settings.get("keyfile")
             certfile = self.settings.get("certfile")
@@ -127,6 +130,10 @@ class ListenerSpec:
             if cafile:
                 parts.append(f"extraCertChain={_escape(cafile)}")
         return ":".join(parts)
+
+
+#: The listen backlog of TCP and TLS listeners, as Ranch's default.
+LISTEN_BACKLOG = 1024
 
 
 def _is_global(key: str) -> bool:

@@ -302,6 +302,11 @@ class Decoder:
             self._pos = end
 
             if b0 & 0xF0 != 0x30 or not self._connected:
+                if b0 == 0x40 and total == 4 and self._connected:
+                    # PUBACK fast path: one per QoS 1 delivery.
+                    acked = buf[pos + 2] << 8 | buf[pos + 3]
+                    if acked:
+                        return PubAck(acked)
                 return self._decode_other(b0, buf, pos + hs, end)
 
             # PUBLISH fast path.

@@ -146,7 +146,16 @@ class HookChain:
 
     Lookups on the hot path are one dict access: L{all_till_ok} and L{all}
     return at once when no plugin implements a hook.
+
+    @ivar publish_open: whether every plugin in the C{auth_on_publish} and
+        C{auth_on_publish_m5} chains allows every publish unchanged (a
+        plugin says so with a true C{allows_every_publish} attribute, as
+        L{AllowAllACL} does), so the broker may skip the chain per message.
+    @ivar observes_publish: whether any plugin implements C{on_publish}.
     """
+
+    publish_open = False
+    observes_publish = False
 
     log = Logger()
 
@@ -173,6 +182,7 @@ class HookChain:
                 entries.sort()
                 self._fns[name] = tuple(e.fn for e in entries)
                 added.append(name)
+        self._summarize()
         return added
 
     def unregister(self, plugin: object) -> None:
@@ -185,6 +195,16 @@ class HookChain:
             else:
                 del self._entries[name]
                 del self._fns[name]
+        self._summarize()
+
+    def _summarize(self) -> None:
+        """Recompute the flags the hot path reads instead of the chains."""
+        chains = [self._entries.get(n) for n in ("auth_on_publish", "auth_on_publish_m5")]
+        self.publish_open = all(
+            entries and all(getattr(e.plugin, "allows_every_publish", False) for e in entries)
+            for entries in chains
+        )
+        self.observes_publish = "on_publish" in self._fns
 
     def implemented(self, name: str) -> bool:
         """Whether any plugin implements hook C{name}."""
@@ -286,6 +306,9 @@ class AllowAllACL:
     """
 
     name = "vmq_acl"
+
+    #: Lets the broker skip the publish chain while this is the only ACL.
+    allows_every_publish = True
 
     def auth_on_publish(
         self,
