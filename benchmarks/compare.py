@@ -11,6 +11,7 @@ Scenarios (the ones docs/performance.md records):
 
   - 1->1 QoS 0 flood        delivered msg/s
   - 1->1 QoS 1 flood        delivered msg/s
+  - 1->1 QoS 2 flood        delivered msg/s
   - 1->10 fan-out QoS 0     delivered msg/s (each message delivered 10 times)
   - QoS 1 at 1000 msg/s     latency p50 / p99 in ms
 
@@ -125,6 +126,7 @@ def scenarios(quick: bool) -> list[tuple[str, list[str], str]]:
     return [
         ("1->1 QoS 0 flood", ["--count", str(200000 // n), "--qos", "0"], "delivered_msgs_per_s"),
         ("1->1 QoS 1 flood", ["--count", str(50000 // n), "--qos", "1"], "delivered_msgs_per_s"),
+        ("1->1 QoS 2 flood", ["--count", str(25000 // n), "--qos", "2"], "delivered_msgs_per_s"),
         ("1->10 fan-out QoS 0", ["--subs", "10", "--count", str(50000 // n), "--qos", "0"],
          "delivered_msgs_per_s"),
         ("QoS 1 @1000/s p50 ms", ["--rate", "1000", "--count", str(10000 // n), "--qos", "1"],

@@ -302,11 +302,14 @@ class Decoder:
             self._pos = end
 
             if b0 & 0xF0 != 0x30 or not self._connected:
-                if b0 == 0x40 and total == 4 and self._connected:
-                    # PUBACK fast path: one per QoS 1 delivery.
-                    acked = buf[pos + 2] << 8 | buf[pos + 3]
-                    if acked:
-                        return PubAck(acked)
+                if total == 4 and self._connected:
+                    # Fast path for the 4-byte PUBACK, PUBREC, PUBREL and
+                    # PUBCOMP of every QoS 1/2 delivery.
+                    short_ack = _SHORT_ACKS.get(b0)
+                    if short_ack is not None:
+                        acked = buf[pos + 2] << 8 | buf[pos + 3]
+                        if acked:
+                            return short_ack(acked)
                 return self._decode_other(b0, buf, pos + hs, end)
 
             # PUBLISH fast path.
@@ -583,6 +586,15 @@ class Decoder:
 
     def _decode_auth(self, buf: bytes, p: int, end: int, v5: bool) -> Auth:
         return Auth(*_reason_and_properties(buf, p, end, v5, 15))
+
+
+#: First byte of a QoS 1/2 acknowledgement -> its packet class.
+_SHORT_ACKS: dict[int, type[PubAck | PubRec | PubRel | PubComp]] = {
+    0x40: PubAck,
+    0x50: PubRec,
+    0x62: PubRel,
+    0x70: PubComp,
+}
 
 
 def _ack(buf: bytes, p: int, end: int, v5: bool, ptype: int) -> tuple[int, int, Properties]:
