@@ -215,6 +215,10 @@ class ImplementedTests(SynchronousTestCase):
             "erlang.epmd.mode",
             "erlang.epmd.port",
             "erlang.epmd.address",
+            "distributed_cookie",
+            "erlang.distribution.port_range.minimum",
+            "erlang.distribution.port_range.maximum",
+            "erlang.distribution.net_ticktime",
         ]:
             setting = SCHEMA.lookup(key)
             assert setting is not None, key
@@ -232,7 +236,6 @@ class ImplementedTests(SynchronousTestCase):
             "listener.vmq.clustering",
             "listener.http.default",
             "listener.tcp.proxy_protocol",
-            "distributed_cookie",
             "allow_publish_during_netsplit",
             "message_size_limit",
             "plugins.vmq_passwd",

@@ -105,6 +105,14 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
     consoleLog = consoleLogService(config)
     if consoleLog is not None:
         consoleLog.setServiceParent(node)
+    # The distribution port binds first: a node whose port range is used up
+    # refuses to start before any MQTT client can connect to it.
+    node.epmd = epmdServiceFromConfig(config, reactor)
+    if node.epmd is not None:
+        node.epmd.setServiceParent(node)
+    node.distribution = distributionServiceFromConfig(config, reactor, node.epmd)
+    node.dist = node.distribution.node
+    node.distribution.setServiceParent(node)
     for spec in config.mqtt_listeners():
         if spec.kind not in SERVED_LISTENER_KINDS:
             continue
@@ -116,12 +124,6 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
             endpoint,
             MQTTFactory(broker, spec, reactor),
         ).setServiceParent(node)
-    node.epmd = epmdServiceFromConfig(config, reactor)
-    if node.epmd is not None:
-        node.epmd.setServiceParent(node)
-    node.distribution = distributionServiceFromConfig(config, reactor, node.epmd)
-    node.dist = node.distribution.node
-    node.distribution.setServiceParent(node)
     if config["manhole"]:
         _manholeService(config, node, reactor).setServiceParent(node)
     return node

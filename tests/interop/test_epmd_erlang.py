@@ -336,7 +336,11 @@ class NodeTakeoverTests(TestCase):
     def node(self, name: str) -> NodeProcess:
         node = NodeProcess(
             self.mktemp(),
-            extraConfig=["erlang.epmd.mode = auto", f"erlang.epmd.port = {self.port}"],
+            extraConfig=[
+                "erlang.epmd.mode = auto",
+                f"erlang.epmd.port = {self.port}",
+                f"nodename = {name}@127.0.0.1",
+            ],
         )
         node.start()
         self.addCleanup(node.stop)
@@ -353,13 +357,13 @@ class NodeTakeoverTests(TestCase):
         self.addCleanup(service.stopService)
         names = EpmdClient(reactor, port=self.port)
         await self._until(lambda: len(creations) == 1, "py to register with the first node")
-        self.assertEqual([("py", 4321)], (await names.names())[1])
+        self.assertIn(("py", 4321), (await names.names())[1])
 
         first.stop()
         stoppedAt = time.monotonic()
         await self._until(lambda: len(creations) == 2, "py to register again", timeout=5)
         self.assertLess(time.monotonic() - stoppedAt, 2.5)
-        self.assertEqual([("py", 4321)], (await names.names())[1])
+        self.assertIn(("py", 4321), (await names.names())[1])
         self.assertIn(f"serving epmd on port {self.port}", second.log())
         self.assertIn(f"serving epmd on port {self.port}", first.log())
 

@@ -149,6 +149,17 @@ _FLAG = t.parse_flag
 _INT = t.parse_integer
 _NONNEG = t.bounded_integer(0)
 _STR = t.parse_string
+
+
+def _NODENAME(raw: str) -> str:
+    """A node name, C{alive@host} with both parts non-empty."""
+    name = t.parse_string(raw)
+    alive, at, host = name.partition("@")
+    if not at or not alive or not host or "@" in host:
+        raise t.ConfigValueError(f"expected a node name such as VerneMQ@127.0.0.1, got {name!r}")
+    return name
+
+
 _PATH = t.parse_path
 _OPTPATH = t.parse_optional_path
 _MS = t.duration("ms")
@@ -429,18 +440,25 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
     # --- 3.2 node and distribution ----------------------------------------
     _S(
         "nodename",
-        _STR,
+        _NODENAME,
         "VerneMQ@127.0.0.1",
         "name of this node, name@host; must be unique and stable",
         implemented=True,
     ),
-    _S("distributed_cookie", _STR, "vmq", "Erlang distribution cookie shared by the cluster"),
+    _S(
+        "distributed_cookie",
+        _STR,
+        "vmq",
+        "Erlang distribution cookie shared by the cluster",
+        implemented=True,
+    ),
     _S(
         "erlang.distribution.port_range.minimum",
         t.bounded_integer(0, 65535),
         None,
         "lowest distribution listen port; None = any port",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "erlang.distribution.port_range.maximum",
@@ -448,12 +466,14 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         None,
         "highest distribution listen port; None = same as minimum",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "erlang.distribution.net_ticktime",
         t.bounded_integer(1),
         60,
         "seconds after which a silent peer node is considered down",
+        implemented=True,
     ),
     _S(
         "erlang.async_threads",
