@@ -1,0 +1,467 @@
+# -*- test-case-name: tests.test_cluster_dataframes -*-
+"""
+The byte format of the cluster data channel (C{listener.vmq.clustering}),
+sans-IO.
+
+This is VerneMQ's own format (C{vmq_cluster_node} / C{vmq_cluster_com}),
+byte for byte; the terms inside are the Erlang external term format of
+L{vernemq.dist.etf}, as C{term_to_binary/1} writes them.  Everything here is
+pure: bytes in, values out; no transport, no reactor, no logging.
+
+Wire format
+===========
+
+One TCP connection carries one direction: the node that connected sends,
+the node that accepted only receives (except for the one ack below)::
+
+    hello   := "vmq-connect" (11 ASCII bytes) | L:u32be | L bytes
+               term_to_binary(NodeName)       NodeName is an atom
+    ack     := "vmq-connect-ack" (15 ASCII bytes, acceptor -> connector,
+               VerneMQ 2.2+; an older peer sends nothing)
+    frame   := "vmq-send" (8 ASCII bytes) | L:u32be | L bytes of items
+    item    := Tag (3 ASCII bytes) | N:u32be | N bytes term_to_binary(Term)
+    Tag     := "msg"   Term = a #vmq_msg{} record, see
+                       L{vernemq.cluster.datachannel.RoutedMessage}
+             | "enq"   Term = {CallerPid, Ref, {enqueue, QueuePid, Msgs}
+                                          | {enqueue_many, SubscriberId,
+                                             Msgs, Opts}}
+             | any other 3 bytes: skipped by the receiver (forward
+               compatibility), reported in L{Batch.unknown}
+
+All integers are big-endian; C{u32be} is unsigned.  A hello, then any
+number of frames; a frame holds one or more items, each item exactly one
+standalone term (with its version byte 131).  An item is written here as
+the Python pair C{(tag, term)} with C{tag} a 3-character C{str}.
+
+Errors (each is a L{DataFrameError} whose C{reason} is VerneMQ's atom
+where VerneMQ has one):
+
+    - leading bytes that are not C{vmq-connect} (before the hello) or
+      C{vmq-send} (after it): L{InvalidClusterFrame}
+      (C{invalid_cluster_frame});
+    - a frame longer than the receiver's cap
+      (C{incoming_clustering_buffer_size}): L{ClusterFrameTooLarge}
+      (C{cluster_frame_too_large}), raised as soon as the 12-byte header is
+      in, before the body is buffered;
+    - a hello whose payload is not one atom, or longer than
+      L{MAX_HELLO_PAYLOAD}: L{InvalidHello} (C{invalid_node_name});
+    - items that do not exactly fill their frame, or a term that does not
+      decode: L{InvalidItem} (C{invalid_cluster_item}).  VerneMQ's
+      receiver crashes there; we raise, and the protocol closes the link.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable
+from typing import Any, Final, NamedTuple
+
+from vernemq.dist.etf import VERSION, Atom, EtfError, decode, decode_term, encode
+
+__all__ = [
+    "CONNECT",
+    "CONNECT_ACK",
+    "DEFAULT_MAX_FRAME",
+    "MAX_HELLO_PAYLOAD",
+    "SEND",
+    "TAG_ENQ",
+    "TAG_MSG",
+    "AckDecoder",
+    "Batch",
+    "ClusterFrameTooLarge",
+    "DataFrameError",
+    "Hello",
+    "InboundDecoder",
+    "InvalidClusterFrame",
+    "InvalidHello",
+    "InvalidItem",
+    "Item",
+    "OutgoingBatch",
+    "encode_frame",
+    "encode_hello",
+    "decode_items",
+    "encode_item",
+]
+
+#: The magic that opens a link (the connecting side's hello).
+CONNECT: Final = b"vmq-connect"
+#: What the accepting side answers once it has accepted the hello.
+CONNECT_ACK: Final = b"vmq-connect-ack"
+#: The magic that opens every batch frame.
+SEND: Final = b"vmq-send"
+#: The tag of a routed PUBLISH (a C{#vmq_msg{}} record).
+TAG_MSG: Final = "msg"
+#: The tag of a remote enqueue (shared subscriptions, queue migration).
+TAG_ENQ: Final = "enq"
+
+#: VerneMQ's C{incoming_clustering_buffer_size} default: 64 MiB.
+DEFAULT_MAX_FRAME: Final = 64 * 1024 * 1024
+#: The largest hello payload accepted: an atom is at most 255 characters,
+#: so at most 3 + 4 * 255 bytes in UTF-8; anything longer is junk.
+MAX_HELLO_PAYLOAD: Final = 1024
+
+#: One item: C{(tag, term)}, C{tag} three ASCII characters.
+Item = tuple[str, Any]
+
+_U32 = struct.Struct(">I")
+_pack_u32 = _U32.pack
+_unpack_u32_from = _U32.unpack_from
+_ITEM_HEADER = 7  # tag(3) + length(4)
+_KNOWN_TAGS: dict[bytes, str] = {b"msg": TAG_MSG, b"enq": TAG_ENQ}
+_SEND_HEADER = len(SEND) + 4
+_CONNECT_HEADER = len(CONNECT) + 4
+
+
+class DataFrameError(ValueError):
+    """
+    The bytes received on a data link break the format.
+
+    @ivar reason: a short machine-readable reason (VerneMQ's atom where it
+        has one), e.g. C{cluster_frame_too_large}.
+    """
+
+    reason = "invalid_cluster_frame"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.detail = detail
+
+
+class InvalidClusterFrame(DataFrameError):
+    """The stream does not start with the expected magic."""
+
+    reason = "invalid_cluster_frame"
+
+
+class ClusterFrameTooLarge(DataFrameError):
+    """A frame announced more bytes than the receiver accepts."""
+
+    reason = "cluster_frame_too_large"
+
+
+class InvalidHello(DataFrameError):
+    """The hello does not carry exactly one atom (a node name)."""
+
+    reason = "invalid_node_name"
+
+
+class InvalidItem(DataFrameError):
+    """An item inside a frame is truncated, overlong or not a term."""
+
+    reason = "invalid_cluster_item"
+
+
+# ---------------------------------------------------------------------------
+# Encoding
+
+
+def encode_hello(node_name: str) -> bytes:
+    """
+    The C{vmq-connect} hello that opens a link from C{node_name}.
+
+    @raise ValueError: if C{node_name} cannot be an atom.
+    """
+    payload = encode(Atom(node_name))
+    return CONNECT + _pack_u32(len(payload)) + payload
+
+
+def encode_item(tag: str, term: Any) -> bytes:
+    """
+    One item: the tag, the length, C{term_to_binary(term)}.
+
+    @param tag: three ASCII characters, e.g. L{TAG_MSG}.
+    @raise ValueError: for a bad tag; L{vernemq.dist.etf.EtfError} (a
+        C{ValueError}) if C{term} has no Erlang equivalent.
+    """
+    raw_tag = tag.encode("ascii")
+    if len(raw_tag) != 3:
+        raise ValueError(f"an item tag is 3 ASCII characters, not {tag!r}")
+    body = encode(term)
+    return raw_tag + _pack_u32(len(body)) + body
+
+
+def encode_frame(items: Iterable[bytes]) -> bytes:
+    """
+    One C{vmq-send} frame around already encoded items (see
+    L{encode_item}).
+    """
+    body = b"".join(items)
+    return SEND + _pack_u32(len(body)) + body
+
+
+class OutgoingBatch:
+    """
+    Encoded items waiting to be framed, in order.
+
+    The link appends items as they are sent and takes frames out when it
+    flushes; L{pending_bytes} is what VerneMQ compares with
+    C{outgoing_clustering_flush_threshold} and, while the peer is
+    unreachable, with C{outgoing_clustering_buffer_size}.
+
+    @ivar pending_bytes: the encoded size of the items held.
+    """
+
+    __slots__ = ("_items", "pending_bytes")
+
+    def __init__(self) -> None:
+        self._items: list[bytes] = []
+        self.pending_bytes = 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def append(self, encoded_item: bytes) -> int:
+        """
+        Hold one encoded item; return the new L{pending_bytes}.
+        """
+        self._items.append(encoded_item)
+        self.pending_bytes += len(encoded_item)
+        return self.pending_bytes
+
+    def clear(self) -> int:
+        """
+        Forget every item; return how many bytes were held.
+        """
+        held = self.pending_bytes
+        self._items = []
+        self.pending_bytes = 0
+        return held
+
+    def take_frames(self, threshold: int, limit: int = DEFAULT_MAX_FRAME) -> list[bytes]:
+        """
+        Frame every held item, in order, and forget them.
+
+        Items are packed as VerneMQ batches them: a frame is closed once its
+        body reaches C{threshold} bytes (so it may exceed C{threshold} by
+        its last item), or before an item that would take it past C{limit}
+        (the receiver's frame cap).
+
+        @return: the frames (none if nothing is held).
+        """
+        items, self._items = self._items, []
+        total, self.pending_bytes = self.pending_bytes, 0
+        if not items:
+            return []
+        if total <= limit and total - len(items[-1]) < threshold:
+            return [encode_frame(items)]
+        frames: list[bytes] = []
+        group: list[bytes] = []
+        size = 0
+        for item in items:
+            if group and (size >= threshold or size + len(item) > limit):
+                frames.append(encode_frame(group))
+                group, size = [], 0
+            group.append(item)
+            size += len(item)
+        frames.append(encode_frame(group))
+        return frames
+
+
+# ---------------------------------------------------------------------------
+# Decoding
+
+
+class Hello(NamedTuple):
+    """
+    The connecting node's hello.
+
+    @ivar node: the node name it claims, as an L{Atom}.
+    """
+
+    node: Atom
+
+
+class Batch(NamedTuple):
+    """
+    The items of one C{vmq-send} frame.
+
+    @ivar items: the known items, in order, as C{(tag, term)}.
+    @ivar unknown: the tags of items skipped because their tag is unknown.
+    @ivar size: the frame's size on the wire, header included.
+    """
+
+    items: list[Item]
+    unknown: list[str]
+    size: int
+
+
+def _decode_hello(payload: bytes) -> Hello:
+    try:
+        node = decode(payload)
+    except EtfError as e:
+        raise InvalidHello(f"hello payload is not a term: {e}") from None
+    if not isinstance(node, Atom):
+        raise InvalidHello(f"hello carries a {type(node).__name__}, not an atom")
+    return Hello(node)
+
+
+def _check_magic(buf: bytes | bytearray, pos: int, magic: bytes) -> bool:
+    """
+    Whether the bytes from C{pos} start with C{magic}: C{True} if the whole
+    magic is there, C{False} if only a correct prefix of it is.
+
+    @raise InvalidClusterFrame: if the bytes there cannot start C{magic}.
+    """
+    have = buf[pos : pos + len(magic)]
+    if have == magic:
+        return True
+    if not magic.startswith(have):
+        raise InvalidClusterFrame(f"expected {magic!r}, got {bytes(have[:16])!r}")
+    return False
+
+
+def decode_items(body: bytes, max_uncompressed: int = DEFAULT_MAX_FRAME) -> Batch:
+    """
+    Split the body of one C{vmq-send} frame into items.
+
+    @param max_uncompressed: the largest size a compressed term may inflate
+        to.
+    @raise InvalidItem: if the items do not exactly fill C{body} or a term
+        does not decode.
+    """
+    items: list[Item] = []
+    unknown: list[str] = []
+    append = items.append
+    pos = 0
+    end = len(body)
+    while pos < end:
+        if end - pos < _ITEM_HEADER:
+            raise InvalidItem(f"{end - pos} stray bytes at the end of a frame")
+        (n,) = _unpack_u32_from(body, pos + 3)
+        start = pos + _ITEM_HEADER
+        stop = start + n
+        if stop > end:
+            raise InvalidItem(f"item of {n} bytes overruns its frame")
+        raw_tag = body[pos : pos + 3]
+        tag = _KNOWN_TAGS.get(raw_tag)
+        if tag is not None:
+            if n == 0 or body[start] != VERSION:
+                raise InvalidItem(f"{tag} item without a term version byte")
+            try:
+                term, after = decode_term(body, start + 1, max_uncompressed=max_uncompressed)
+            except EtfError as e:
+                raise InvalidItem(f"undecodable {tag} item: {e}") from None
+            if after != stop:
+                raise InvalidItem(f"{stop - after} trailing bytes after a {tag} term")
+            append((tag, term))
+        else:
+            unknown.append(raw_tag.decode("latin-1"))
+        pos = stop
+    return Batch(items, unknown, end + _SEND_HEADER)
+
+
+class InboundDecoder:
+    """
+    The accepting side's decoder: one hello, then frames.
+
+    Feed it the bytes received with L{feed}, then call L{next_event} until it
+    answers L{None}.  Events come one at a time, so the protocol can check
+    the hello (membership) before any frame is even parsed.  After an error
+    the decoder is unusable (the link is to be closed).
+
+    @ivar max_frame: the largest frame body accepted
+        (C{incoming_clustering_buffer_size}).
+    @ivar greeted: whether the hello has been decoded.
+    """
+
+    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+        self.max_frame = max_frame
+        self.greeted = False
+        self._buf = bytearray()
+        self._pos = 0
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet decoded."""
+        return len(self._buf) - self._pos
+
+    def feed(self, data: bytes) -> None:
+        """Add bytes received from the link."""
+        if self._pos:
+            del self._buf[: self._pos]
+            self._pos = 0
+        self._buf += data
+
+    def next_event(self) -> Hello | Batch | None:
+        """
+        The next complete hello or batch, or L{None} if more bytes are
+        needed.
+
+        @raise DataFrameError: on junk, an oversize frame, a bad hello or bad
+            items.
+        """
+        buf = self._buf
+        pos = self._pos
+        have = len(buf) - pos
+        if not have:
+            return None
+        if not self.greeted:
+            if not _check_magic(buf, pos, CONNECT) or have < _CONNECT_HEADER:
+                return None
+            (n,) = _unpack_u32_from(buf, pos + len(CONNECT))
+            if n > MAX_HELLO_PAYLOAD:
+                raise InvalidHello(f"hello payload of {n} bytes")
+            stop = pos + _CONNECT_HEADER + n
+            if len(buf) < stop:
+                return None
+            hello = _decode_hello(bytes(buf[pos + _CONNECT_HEADER : stop]))
+            self._pos = stop
+            self.greeted = True
+            return hello
+        if not _check_magic(buf, pos, SEND) or have < _SEND_HEADER:
+            return None
+        (n,) = _unpack_u32_from(buf, pos + len(SEND))
+        if n > self.max_frame:
+            raise ClusterFrameTooLarge(f"frame of {n} bytes exceeds the cap of {self.max_frame}")
+        stop = pos + _SEND_HEADER + n
+        if len(buf) < stop:
+            return None
+        body = bytes(buf[pos + _SEND_HEADER : stop])
+        self._pos = stop
+        return decode_items(body, self.max_frame)
+
+    def events(self, data: bytes) -> list[Hello | Batch]:
+        """
+        Feed C{data} and return every complete event (a convenience for
+        callers that need no pause between the hello and the frames).
+
+        @raise DataFrameError: as L{next_event}.
+        """
+        self.feed(data)
+        out: list[Hello | Batch] = []
+        while (event := self.next_event()) is not None:
+            out.append(event)
+        return out
+
+
+class AckDecoder:
+    """
+    The connecting side's decoder for the acceptor's C{vmq-connect-ack}.
+
+    @ivar acked: whether the whole ack has arrived.
+    """
+
+    def __init__(self) -> None:
+        self.acked = False
+        self._buf = b""
+
+    def feed(self, data: bytes) -> bool:
+        """
+        Add bytes received; return L{acked}.
+
+        @raise InvalidClusterFrame: for anything but the ack, including any
+            byte after it (the link is one-way).
+        """
+        if self.acked:
+            if data:
+                raise InvalidClusterFrame("data received after the ack on a one-way link")
+            return True
+        buf = self._buf + data
+        if len(buf) > len(CONNECT_ACK):
+            raise InvalidClusterFrame("data received after the ack on a one-way link")
+        if not _check_magic(buf, 0, CONNECT_ACK):
+            self._buf = buf
+            return False
+        self._buf = b""
+        self.acked = True
+        return True
