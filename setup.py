@@ -33,7 +33,13 @@ setup(
             "mypy>=1.10", "mypy-zope>=1.0", "ruff>=0.5", "tox>=4",
         ],
     },
-    entry_points={"console_scripts": ["vmq-epmd = vernemq.dist.epmd_cli:main"]},
+    entry_points={
+        "console_scripts": [
+            "vmq-epmd = vernemq.dist.epmd_cli:main",
+            "vmq-admin = vernemq.admin.cli:main",
+            "vmq-passwd = vernemq.auth.passwd_cli:main",
+        ]
+    },
     classifiers=[
         "Framework :: Twisted",
         "Programming Language :: Python :: 3.11",

@@ -93,8 +93,12 @@ def mosquitto(directory: str) -> Iterator[tuple[int, int]]:
 def vernemq(directory: str) -> Iterator[tuple[int, int]]:
     port = freePort()
     conf = os.path.join(directory, "vernemq.conf")
+    acl = os.path.join(directory, "vmq.acl")
+    with open(acl, "w") as f:
+        f.write("topic #\n")  # VerneMQ's default ACL: everyone may use every topic
     with open(conf, "w") as f:
         f.write(f"nodename = VerneMQ@127.0.0.1\nlistener.tcp.default = 127.0.0.1:{port}\n"
+                f"vmq_acl.acl_file = {acl}\n"
                 "allow_anonymous = on\nmax_online_messages = 100000\n"
                 f"platform_data_dir = {directory}/data\n")
     env = dict(os.environ, PYTHONPATH=CHECKOUT)

@@ -36,6 +36,8 @@ from vernemq.mqtt.protocol import MQTTFactory, MQTTProtocol  # noqa: E402
 TOPIC = "sensors/building-1/floor-2/temperature"
 PAYLOAD = bytes(range(64))
 CHUNK = 65536
+#: VerneMQ's default ACL (everybody may do everything), shipped in etc/.
+DEFAULT_ACL = Path(__file__).resolve().parent.parent / "etc" / "vmq.acl"
 
 
 class NullTransport:
@@ -98,6 +100,7 @@ def run(count: int, subs: int, qos: int, level: int) -> float:
     config = config_from_text(
         "allow_anonymous = on\nlistener.tcp.default = 127.0.0.1:1883\n"
         "max_online_messages = -1\nmax_inflight_messages = 0\n"
+        f"vmq_acl.acl_file = {DEFAULT_ACL}\n"
     )
     clock = Clock()
     broker = Broker(config, clock)

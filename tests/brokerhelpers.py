@@ -11,6 +11,7 @@ client-side L{Decoder}, so tests compare packets, not bytes.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from twisted.internet.address import IPv4Address
@@ -41,6 +42,11 @@ from vernemq.mqtt.packets import (
 from vernemq.mqtt.protocol import MQTTFactory, MQTTProtocol
 from vernemq.plugins.hooks import HookChain
 
+#: The shipped etc/vmq.acl (VerneMQ's default: everybody may do everything).
+DEFAULT_ACL = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "etc", "vmq.acl"
+)
+
 BASE_CONFIG = """\
 allow_anonymous = on
 listener.tcp.default = 127.0.0.1:1883
@@ -63,8 +69,11 @@ class Harness:
     ) -> None:
         self.clock = Clock()
         config: Config = config_from_text(text)
-        if overrides:
-            config = config.replace(**overrides)
+        if config.line_of("vmq_acl.acl_file") is None and "vmq_acl.acl_file" not in overrides:
+            # The default ./etc/vmq.acl is relative to the test's directory:
+            # use the shipped one (VerneMQ's default, "topic #").
+            overrides["vmq_acl.acl_file"] = DEFAULT_ACL
+        config = config.replace(**overrides)
         self.config = config
         self.broker = Broker(config, self.clock, hooks)
         self.factories: dict[str, MQTTFactory] = {}

@@ -488,17 +488,17 @@ class UnimplementedTests(SynchronousTestCase):
         config = config_from_text(
             "allow_anonymous = on\n"
             "listener.tcp.default = 127.0.0.1:1883\n"
-            "allow_publish_during_netsplit = on\n"
+            "listener.http.default = 127.0.0.1:8888\n"
             "listener.vmq.clustering = 0.0.0.0:44053\n"
-            "listener.tcp.proxy_protocol = off\n"
+            "listener.tcp.active_n = 2\n"
             "max_inflight_messages = 10\n"
         )
         self.assertEqual(
             config.unimplemented_keys(),
             [
-                "allow_publish_during_netsplit",
+                "listener.http.default",
                 "listener.vmq.clustering",
-                "listener.tcp.proxy_protocol",
+                "listener.tcp.active_n",
             ],
         )
 

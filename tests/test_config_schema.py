@@ -58,6 +58,7 @@ class DefaultsTests(SynchronousTestCase):
             "outgoing_cluster_handshake_ack_timeout": 250,
             "remote_enqueue_timeout": 5000,
             "cluster_ready_rpc_timeout": 5000,
+            "netsplit_detection_time": 5000,
             "mqtt_connect_timeout": 5000,
             "disconnect_on_unauthorized_publish_v3": False,
         }
@@ -219,6 +220,47 @@ class ImplementedTests(SynchronousTestCase):
             "erlang.distribution.port_range.minimum",
             "erlang.distribution.port_range.maximum",
             "erlang.distribution.net_ticktime",
+            # Listeners (issue 7).
+            "listener.ssl.default",
+            "listener.ssl.certfile",
+            "listener.ssl.default.keyfile",
+            "listener.ssl.cafile",
+            "listener.ssl.default.crlfile",
+            "listener.ssl.ciphers",
+            "listener.ssl.tls_version",
+            "listener.ssl.require_certificate",
+            "listener.ssl.default.use_identity_as_username",
+            "listener.ssl.tls_handshake_timeout",
+            "listener.ws.default",
+            "listener.wss.default",
+            "listener.wss.certfile",
+            "listener.wss.default.mountpoint",
+            "max_ws_frame_size",
+            "listener.tcp.proxy_protocol",
+            "listener.ws.default.proxy_protocol",
+            "listener.tcp.proxy_protocol_use_cn_as_username",
+            "listener.ws.proxy_xff_support",
+            "listener.nr_of_acceptors",
+            "listener.tcp.default.nr_of_acceptors",
+            "listener.tcp.default.allow_anonymous_override",
+            "listener.ssl.allowed_protocol_versions",
+            "listener.ws.default.max_connections",
+            # Authentication and authorisation (issue 7).
+            "plugins.vmq_passwd",
+            "plugins.vmq_acl",
+            "vmq_passwd.password_file",
+            "vmq_passwd.password_reload_interval",
+            "vmq_acl.acl_file",
+            "vmq_acl.acl_reload_interval",
+            "disconnect_on_unauthorized_publish_v3",
+            # Membership, readiness and netsplit gating (issue 6).
+            "allow_register_during_netsplit",
+            "allow_publish_during_netsplit",
+            "allow_subscribe_during_netsplit",
+            "allow_unsubscribe_during_netsplit",
+            "trade_consistency",
+            "cluster_ready_rpc_timeout",
+            "netsplit_detection_time",
         ]:
             setting = SCHEMA.lookup(key)
             assert setting is not None, key
@@ -226,19 +268,23 @@ class ImplementedTests(SynchronousTestCase):
 
     def test_notImplemented(self) -> None:
         """
-        Clustering, TLS, WebSockets, HTTP, plugins and netsplit flags are
-        accepted but not implemented.
+        The data channel (and its TLS), HTTP, PSK, socket tuning and some
+        plugins are accepted but not implemented.
         """
         for key in [
-            "listener.ssl.default",
-            "listener.ssl.certfile",
-            "listener.ws.default",
             "listener.vmq.clustering",
+            "listener.vmqs.clustering",
+            "listener.vmqs.certfile",
+            "listener.vmqs.default.require_certificate",
             "listener.http.default",
-            "listener.tcp.proxy_protocol",
-            "allow_publish_during_netsplit",
+            "listener.http.proxy_protocol",
+            "listener.https.certfile",
+            "listener.ssl.psk_support",
+            "listener.ssl.eccs",
+            "listener.tcp.buffer_sizes",
+            "listener.tcp.active_n",
             "message_size_limit",
-            "plugins.vmq_passwd",
+            "plugins.vmq_webhooks",
             "metadata_plugin",
             "graphite_enabled",
         ]:

@@ -53,13 +53,10 @@ Design notes
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import hmac
 import inspect
 import ipaddress
 import os
-import secrets
 import stat
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -96,6 +93,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from vernemq.auth.passwd import check_password, hash_password, parse_hash
+
 __all__ = [
     "AuthorizedKeysFile",
     "ManholeConfigError",
@@ -111,9 +110,6 @@ __all__ = [
     "makeManholeService",
     "read_password_file",
 ]
-
-#: Salt length used by mosquitto_passwd (and so by vmq-passwd) for ``$6$``.
-SALT_LENGTH = 12
 
 #: sshd's defaults: LoginGraceTime 120 s, MaxAuthTries 6.
 LOGIN_GRACE_SECONDS = 120
@@ -146,70 +142,9 @@ class ManholeConfigError(Exception):
 # ---------------------------------------------------------------------------
 
 
-def _sha512(password: bytes, salt: bytes) -> bytes:
-    return hashlib.sha512(password + salt).digest()
-
-
-def hash_password(password: str | bytes, salt: bytes | None = None) -> str:
-    """
-    Hash C{password} the way C{vmq-passwd} and C{mosquitto_passwd} do.
-
-    The result is C{$6$<base64 salt>$<base64 sha512(password + salt)>}, the
-    second field of a C{vmq.passwd} line.
-
-    @param password: The password; L{str} is encoded as UTF-8.
-    @param salt: The raw salt bytes; 12 random bytes when omitted.
-    @return: The hash string.
-    """
-    if isinstance(password, str):
-        password = password.encode("utf-8")
-    if salt is None:
-        salt = secrets.token_bytes(SALT_LENGTH)
-    digest = _sha512(password, salt)
-    return "$6${}${}".format(
-        base64.b64encode(salt).decode("ascii"),
-        base64.b64encode(digest).decode("ascii"),
-    )
-
-
-def _parse_hash(hashed: str) -> tuple[bytes, bytes] | None:
-    """
-    Split a C{$6$salt$hash} string into raw salt and digest, or L{None} when
-    it is not in that format.
-    """
-    parts = hashed.split("$")
-    if len(parts) != 4 or parts[0] != "" or parts[1] != "6":
-        return None
-    try:
-        salt = base64.b64decode(parts[2], validate=True)
-        digest = base64.b64decode(parts[3], validate=True)
-    except ValueError:
-        return None
-    if len(digest) != hashlib.sha512().digest_size:
-        return None
-    return salt, digest
-
-
-#: Compared against when the user or hash is unknown, so that a failed login
-#: costs the same time whatever the reason.
-_DUMMY_HASH = (b"\0" * SALT_LENGTH, b"\0" * hashlib.sha512().digest_size)
-
-
-def check_password(password: str | bytes, hashed: str) -> bool:
-    """
-    Check C{password} against a C{$6$} hash in constant time.
-
-    @param password: The candidate password; L{str} is encoded as UTF-8.
-    @param hashed: A hash from L{hash_password} or a C{vmq.passwd} file.
-    @return: L{True} when they match; L{False} otherwise, including for a
-        malformed hash.
-    """
-    if isinstance(password, str):
-        password = password.encode("utf-8")
-    parsed = _parse_hash(hashed)
-    salt, expected = parsed if parsed is not None else _DUMMY_HASH
-    ok = hmac.compare_digest(_sha512(password, salt), expected)
-    return ok and parsed is not None
+# The $6$ format is owned by vernemq.auth.passwd (vmq_passwd and vmq-passwd
+# use the same); hash_password and check_password are
+# re-exported from there.
 
 
 def read_password_file(path: str) -> dict[str, str]:
@@ -787,7 +722,7 @@ def makeManholeService(
                 path=password_file,
                 user=user,
             )
-        elif _parse_hash(entries[user]) is None:
+        elif parse_hash(entries[user]) is None:
             ManholeService.log.warn(
                 "manhole: password file {path}: the hash for {user!r} is not "
                 "in the $6$salt$hash format",

@@ -15,24 +15,31 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 from typing import Any
 
 from twisted.application.service import IService, MultiService
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 
 from vernemq.broker.broker import Broker
-from vernemq.config import Config, ListenerSpec
+from vernemq.cluster.service import Cluster, makeCluster
+from vernemq.config import Config
 from vernemq.consolelog import consoleLogService
 from vernemq.dist.epmd.service import EpmdService, epmdServiceFromConfig
 from vernemq.dist.node import Node
-from vernemq.dist.service import DistributionService, distributionServiceFromConfig
-from vernemq.listening import ListenerService
-from vernemq.mqtt.protocol import MQTTFactory
+from vernemq.dist.service import (
+    DistributionBindError,
+    DistributionService,
+    distributionServiceFromConfig,
+)
+from vernemq.listeners.compose import buildListener, clusterTLS
+from vernemq.listeners.registry import ListenerRegistry
+from vernemq.listeners.tls import ClientTLS, ServerTLS
+from vernemq.listening import ListenerBindError, ListenerService
 
 #: Listener kinds the node serves now; the others are parsed and shown but
 #: their feature arrives in a later issue.
-SERVED_LISTENER_KINDS = frozenset({"tcp"})
+SERVED_LISTENER_KINDS = frozenset({"tcp", "ssl", "ws", "wss"})
 
 
 class NodeService(MultiService):
@@ -44,6 +51,11 @@ class NodeService(MultiService):
     @ivar epmd: the epmd service, unless C{erlang.epmd.mode = off}.
     @ivar distribution: the Erlang distribution listener.
     @ivar dist: this node on the Erlang distribution (L{vernemq.dist.node.Node}).
+    @ivar cluster: membership, readiness and the admin commands
+        (L{vernemq.cluster.service.Cluster}).
+    @ivar registry: the MQTT listeners, for live control (start, stop, show).
+    @ivar cluster_tls: C{listener.vmqs} name -> its (server, client) TLS
+        contexts, for the cluster data channel.
     """
 
     log = Logger()
@@ -55,10 +67,26 @@ class NodeService(MultiService):
         self.epmd: EpmdService | None = None
         self.distribution: DistributionService | None = None
         self.dist: Node | None = None
+        self.cluster: Cluster | None = None
+        self.registry = ListenerRegistry(broker)
+        self.cluster_tls: dict[str, tuple[ServerTLS, ClientTLS]] = {}
 
     def listeners(self) -> list[ListenerService]:
         """Every listening service of this node, in configuration order."""
         return [s for s in self if isinstance(s, ListenerService)]
+
+    def privilegedStartService(self) -> None:
+        """
+        Bind every port (twistd runs this before dropping privileges).  A
+        port that cannot be bound stops the start with one line on stderr
+        naming it, and exit status 1, instead of a traceback.
+        """
+        try:
+            super().privilegedStartService()
+        except (ListenerBindError, DistributionBindError) as error:
+            sys.stderr.write(f"vernemq: {error}\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
 
     def startService(self) -> None:
         """Start every child, then say once where the node listens."""
@@ -84,10 +112,6 @@ class NodeService(MultiService):
         return d
 
 
-def _listenerLabel(spec: ListenerSpec) -> str:
-    return f"mqtt {spec.kind}.{spec.name}"
-
-
 def makeNodeService(config: Config, reactor: Any) -> NodeService:
     """
     Compose a node from C{config}.
@@ -102,6 +126,9 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
         )
     broker = Broker(config, reactor)
     node = NodeService(config, broker)
+    for plugin in broker.auth_plugins:
+        # vmq_passwd / vmq_acl: re-read their files while the node runs.
+        plugin.setServiceParent(node)
     consoleLog = consoleLogService(config)
     if consoleLog is not None:
         consoleLog.setServiceParent(node)
@@ -113,17 +140,17 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
     node.distribution = distributionServiceFromConfig(config, reactor, node.epmd)
     node.dist = node.distribution.node
     node.distribution.setServiceParent(node)
+    node.cluster = makeCluster(config, node, reactor)
     for spec in config.mqtt_listeners():
         if spec.kind not in SERVED_LISTENER_KINDS:
             continue
-        description = spec.endpoint_description()
-        endpoint = serverFromString(reactor, description)
-        ListenerService(
-            _listenerLabel(spec),
-            description,
-            endpoint,
-            MQTTFactory(broker, spec, reactor),
-        ).setServiceParent(node)
+        listener = buildListener(config, spec, broker, reactor)
+        node.registry.add(listener)
+        listener.service.setServiceParent(node)
+    for spec in config.listeners:
+        if spec.kind == "vmqs":
+            # Validated now; the data channel (a later issue) uses them.
+            node.cluster_tls[spec.name] = clusterTLS(config, spec)
     if config["manhole"]:
         _manholeService(config, node, reactor).setServiceParent(node)
     return node
@@ -141,6 +168,7 @@ def _manholeService(config: Config, node: NodeService, reactor: Any) -> IService
         "broker": node.broker,
         "epmd": node.epmd,
         "dist": node.dist,
+        "cluster": node.cluster,
         "sessions": node.broker.sessions,
         "config": config,
         "reactor": reactor,

@@ -52,4 +52,11 @@ def makeService(options: Options) -> Any:
     from vernemq.node import makeNodeService
 
     config: Config = options["loaded"]
-    return makeNodeService(config, reactor)
+    try:
+        return makeNodeService(config, reactor)
+    except ConfigError as error:
+        # Problems only composing finds (a TLS certificate that does not
+        # load), reported as load_config reports the others.
+        options.stderr.write(f"{error}\n")
+        options.stderr.flush()
+        raise SystemExit(2) from None

@@ -99,6 +99,14 @@ class NodeProcess:
         ]
         with open(self.configPath, "w") as f:
             f.write("\n".join(lines) + "\n")
+        # The default vmq_acl.acl_file is ./etc/vmq.acl, relative to the
+        # node's directory: give it VerneMQ's default (everybody may do
+        # everything) unless the test brought its own.
+        self.aclPath = os.path.join(directory, "etc", "vmq.acl")
+        if not os.path.exists(self.aclPath):
+            os.makedirs(os.path.dirname(self.aclPath), exist_ok=True)
+            with open(self.aclPath, "w") as f:
+                f.write("topic #\n")
         self.logPath = os.path.join(directory, "node.log")
         self.process: subprocess.Popen[bytes] | None = None
 

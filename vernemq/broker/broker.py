@@ -50,6 +50,8 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from vernemq.auth import filePlugins
+from vernemq.auth.reload import ReloadingFile
 from vernemq.broker.enhanced_auth import EnhancedAuth
 from vernemq.broker.message import Message
 from vernemq.broker.router import Stats, Topics, route
@@ -58,7 +60,7 @@ from vernemq.broker.shared import POLICIES
 from vernemq.broker.topics import validate_topic_name
 from vernemq.config import Config
 from vernemq.mqtt.packets import ConnAck, Connect
-from vernemq.plugins.hooks import AllowAllACL, Error, HookChain, Ok
+from vernemq.plugins.hooks import Error, HookChain, Ok
 
 if TYPE_CHECKING:
     from vernemq.mqtt.protocol import MQTTProtocol
@@ -82,7 +84,8 @@ class Broker:
 
     @ivar config: the node's configuration.
     @ivar reactor: the clock every timer goes through.
-    @ivar hooks: the plugin hook chain.
+    @ivar hooks: the plugin hook chain: the one given, else one holding the
+        C{vmq_passwd} and C{vmq_acl} plugins the configuration enables.
     @ivar sessions: C{(mountpoint, client_id)} -> session (live mapping).
     @ivar counters: hot-path counters (see L{stats}).
     @ivar connections: the open MQTT connections of every listener.
@@ -95,13 +98,25 @@ class Broker:
     ) -> None:
         self.config = config
         self.reactor = reactor
+        #: The file-based auth plugins (vmq_passwd, vmq_acl) built from the
+        #: configuration; the node runs them as services (file reloads).
+        self.auth_plugins: list[ReloadingFile] = []
         if hooks is None:
             hooks = HookChain()
-            if config["plugins.vmq_acl"]:
-                hooks.register(AllowAllACL())
+            self.auth_plugins = filePlugins(config, reactor, hooks)
         self.hooks = hooks
         self.sessions: dict[tuple[str, str], Session] = {}
         self.counters = Stats()
+        #: True while the cluster is not ready (a netsplit); set by
+        #: L{vernemq.cluster.readiness}.  See L{netsplit_allows}.
+        self.netsplit = False
+        #: Operations refused because of a netsplit, by VerneMQ metric name.
+        self.netsplit_errors = {
+            "mqtt_connect_error": 0,
+            "mqtt_publish_error": 0,
+            "mqtt_subscribe_error": 0,
+            "mqtt_unsubscribe_error": 0,
+        }
         self.connections: set[MQTTProtocol] = set()
         self.shutting_down = False
         self._topics: dict[str, Topics] = {}
@@ -212,6 +227,13 @@ class Broker:
                 # Register modifiers give it in milliseconds (VerneMQ's webhooks).
                 limits.retry_interval = float(modifiers["retry_interval"]) / 1000.0
             limits.upgrade_qos = bool(get("upgrade_qos", limits.upgrade_qos))
+            allowed = {
+                f"allow_{op}": bool(modifiers[f"allow_{op}"])
+                for op in ("publish", "subscribe", "unsubscribe")
+                if f"allow_{op}" in modifiers
+            }
+            if allowed:
+                limits.netsplit = allowed
             policy = get("shared_subscription_policy")
             if policy is not None:
                 if policy in POLICIES:
@@ -222,6 +244,22 @@ class Broker:
                         policy=policy,
                     )
         return limits
+
+    def netsplit_allows(self, operation: str, overrides: Any = None) -> bool:
+        """
+        Whether C{operation} (C{register}, C{publish}, C{subscribe},
+        C{unsubscribe}) may go on while the cluster is not ready: the
+        session's C{allow_<operation>} register modifier if given, else
+        C{allow_<operation>_during_netsplit}, else C{trade_consistency}.
+        """
+        if overrides:
+            override = overrides.get(f"allow_{operation}")
+            if override is not None:
+                return bool(override)
+        config = self.config
+        return bool(
+            config[f"allow_{operation}_during_netsplit"] or config["trade_consistency"]
+        )
 
     def _client_id(self) -> str:
         """A fresh client id for a client that sent none (VerneMQ style)."""
@@ -381,6 +419,11 @@ class Broker:
     ) -> None:
         """Register the session (taking over any older connection), CONNACK."""
         config = self.config
+        if self.netsplit and not self.netsplit_allows("register", modifiers):
+            # VerneMQ: registration answers not_ready; CONNACK 3 / 0x88.
+            self.netsplit_errors["mqtt_connect_error"] += 1
+            conn.refuse(0x88, f"can't register client {sid[1]!r} due to reason not_ready")
+            return
         v5 = pkt.version == 5
         props = pkt.properties
         if v5:
@@ -470,11 +513,12 @@ class Broker:
         self.counters.connects += 1
         self.log.info(
             "client {client_id} connected from {peer} (MQTT level {protocol_level}, "
-            "session present: {present})",
+            "session present: {present}, username: {username!r})",
             client_id=sid[1],
             peer=conn.peer_text,
             protocol_level=pkt.protocol_level,
             present=present,
+            username=pkt.username,
         )
         session.resume()
         self.hooks.all("on_register", conn.peer, sid, pkt.username)

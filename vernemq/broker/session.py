@@ -159,6 +159,9 @@ class Limits:
     max_message_size: int = 0
     max_message_rate: int = 0
     max_connection_lifetime: float = 0
+    #: C{allow_publish}/C{allow_subscribe}/C{allow_unsubscribe} register
+    #: modifiers (netsplit gating overrides), L{None} when none was given.
+    netsplit: dict[str, bool] | None = None
 
 
 class _Inflight:
@@ -810,6 +813,14 @@ class Session:
         if answer.__class__ is not Ok:
             self._publish_refused(answer, pkt)
             return
+        broker = self.broker
+        if broker.netsplit and not broker.netsplit_allows("publish", self.limits.netsplit):
+            # VerneMQ: not routed; MQTT 3 gets no PUBACK/PUBREC (the client
+            # retries), MQTT 5 PUBACK 0x83 / PUBREC 0x80.
+            broker.netsplit_errors["mqtt_publish_error"] += 1
+            if self.level == 5 and pkt.qos:
+                self._ack(pkt, 0x83 if pkt.qos == 1 else 0x80)
+            return
         payload = pkt.payload
         qos = pkt.qos
         retain = pkt.retain
@@ -846,10 +857,12 @@ class Session:
                     code = answer.reason_code
                 self._ack(pkt, code)
             return
-        if self.level == 4 and not self.bridge:
-            # VerneMQ closes MQTT 3.1.1 connections (will included).
+        if self.level == 4 or self.broker.config["disconnect_on_unauthorized_publish_v3"]:
+            # VerneMQ closes MQTT 3.1.1 connections, bridges (132) included,
+            # and MQTT 3.1 ones when disconnect_on_unauthorized_publish_v3
+            # (the will is published).
             raise NotAuthorizedError(f"publish to {pkt.topic!r} not authorized")
-        # MQTT 3.1 and bridges: pretend all is well.
+        # MQTT 3.1 (and its bridges, 131): acknowledge and drop, as VerneMQ.
         self._ack(pkt, 0)
 
     def _ack(self, pkt: Publish, code: int) -> None:
@@ -973,6 +986,15 @@ class Session:
     ) -> None:
         v5 = self.level == 5
         refused = 0x87 if v5 else 0x80
+        broker = self.broker
+        if (
+            isinstance(answer, Ok)
+            and broker.netsplit
+            and not broker.netsplit_allows("subscribe", self.limits.netsplit)
+        ):
+            # VerneMQ: SUBACK 0x80 (MQTT 3) / 0x87 (MQTT 5) for every topic.
+            broker.netsplit_errors["mqtt_subscribe_error"] += 1
+            answer = Error("not_ready")
         if not isinstance(answer, Ok):
             for i in wanted:
                 codes[i] = refused
@@ -1027,6 +1049,11 @@ class Session:
 
     def handle_unsubscribe(self, pkt: Unsubscribe) -> None:
         """UNSUBSCRIBE: remove the filters, UNSUBACK."""
+        broker = self.broker
+        if broker.netsplit and not broker.netsplit_allows("unsubscribe", self.limits.netsplit):
+            # VerneMQ: nothing done and no UNSUBACK, so the client retries.
+            broker.netsplit_errors["mqtt_unsubscribe_error"] += 1
+            return
         topics = self.topics
         codes = []
         for topic_filter in pkt.topic_filters:

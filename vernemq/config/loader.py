@@ -99,7 +99,7 @@ class ListenerSpec:
         """
         return f"listener.{self.kind}.{self.name}"
 
-    def endpoint_description(self) -> str:
+    def endpoint_description(self, tls: bool = True) -> str:
         """
         A Twisted server endpoint description for this listener, for
         L{twisted.internet.endpoints.serverFromString}.
@@ -108,11 +108,13 @@ class ListenerSpec:
         escaped (C{tcp:1883:interface=\\:\\:1}); unix sockets give
         C{unix:/path/to/sock}.  TLS kinds (C{ssl}, C{wss}, C{vmqs}, C{https})
         give an C{ssl:} description with C{privateKey}/C{certKey} (and
-        C{extraCertChain} for a C{cafile}) when those are configured.
+        C{extraCertChain} for a C{cafile}) when those are configured, or,
+        with C{tls=False}, the plain C{tcp:} description under a TLS layer
+        the caller adds (L{vernemq.listeners.tls}).
         """
         if self.unix_path is not None:
             return f"unix:{_escape(self.unix_path)}"
-        tls = self.kind in s.TLS_KINDS
+        tls = tls and self.kind in s.TLS_KINDS
         parts = [("ssl" if tls else "tcp"), str(self.port)]
         if self.host is not None:
             parts.append(f"interface={_escape(self.host)}")

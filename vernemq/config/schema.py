@@ -50,7 +50,7 @@ LISTENER_KINDS: tuple[str, ...] = MQTT_KINDS + CLUSTER_KINDS + HTTP_KINDS
 #: Listener kinds that take TLS settings.
 TLS_KINDS: tuple[str, ...] = ("ssl", "wss", "vmqs", "https")
 #: Listener kinds that exist in this implementation today.
-IMPLEMENTED_KINDS: tuple[str, ...] = ("tcp",)
+IMPLEMENTED_KINDS: tuple[str, ...] = ("tcp", "ssl", "ws", "wss")
 
 
 class _Inherit:
@@ -187,6 +187,7 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         "number of acceptor processes (no effect on Twisted's single acceptor)",
         LISTENER_KINDS,
         global_level=True,
+        implemented=True,
         inherit_minus_one=True,
     ),
     _LS(
@@ -221,6 +222,7 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         False,
         "allow anonymous clients on this listener (ORed with allow_anonymous)",
         MQTT_KINDS,
+        implemented=True,
     ),
     _LS(
         "proxy_protocol",
@@ -228,6 +230,7 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         False,
         "expect a PROXY protocol v1/v2 header on each connection",
         ("tcp", "ws", "http"),
+        implemented=True,
     ),
     _LS(
         "proxy_protocol_use_cn_as_username",
@@ -235,6 +238,7 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         True,
         "with proxy_protocol, use the TLS client certificate CN as username",
         ("tcp", "ws"),
+        implemented=True,
     ),
     _LS(
         "proxy_xff_support",
@@ -242,6 +246,7 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         False,
         "take the peer address from X-Forwarded-For",
         ("ws", "wss"),
+        implemented=True,
     ),
     _LS(
         "buffer_sizes",
@@ -294,26 +299,75 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         CLUSTER_KINDS,
     ),
     # TLS.
-    _LS("cafile", _OPTPATH, None, "PEM file of trusted CA certificates", TLS_KINDS),
-    _LS("certfile", _OPTPATH, None, "PEM file of the server certificate", TLS_KINDS),
-    _LS("keyfile", _OPTPATH, None, "PEM file of the server private key", TLS_KINDS),
-    _LS("capath", _OPTPATH, None, "directory of trusted CA certificates", TLS_KINDS),
-    _LS("crlfile", _OPTPATH, None, "PEM certificate revocation list", TLS_KINDS),
-    _LS("ciphers", _STR, "", "colon separated OpenSSL cipher list; '' = defaults", TLS_KINDS),
+    _LS(
+        "cafile", _OPTPATH, None, "PEM file of trusted CA certificates", TLS_KINDS, implemented=True
+    ),
+    _LS(
+        "certfile",
+        _OPTPATH,
+        None,
+        "PEM file of the server certificate",
+        TLS_KINDS,
+        implemented=True,
+    ),
+    _LS(
+        "keyfile", _OPTPATH, None, "PEM file of the server private key", TLS_KINDS, implemented=True
+    ),
+    _LS(
+        "capath",
+        _OPTPATH,
+        None,
+        "directory of trusted CA certificates",
+        TLS_KINDS,
+        implemented=True,
+    ),
+    _LS(
+        "crlfile", _OPTPATH, None, "PEM certificate revocation list", TLS_KINDS, implemented=True
+    ),
+    _LS(
+        "ciphers",
+        _STR,
+        "",
+        "colon separated OpenSSL cipher list (TLS <= 1.2); '' = defaults",
+        TLS_KINDS,
+        implemented=True,
+    ),
     _LS("eccs", t.parse_string_list, None, "tuple of elliptic curves; None = defaults", TLS_KINDS),
-    _LS("depth", _NONNEG, 1, "maximum certificate chain depth", TLS_KINDS),
-    _LS("require_certificate", _FLAG, False, "require a client certificate", TLS_KINDS),
+    _LS("depth", _NONNEG, 1, "maximum certificate chain depth", TLS_KINDS, implemented=True),
+    _LS(
+        "require_certificate",
+        _FLAG,
+        False,
+        "require a client certificate valid for cafile",
+        TLS_KINDS,
+        implemented=True,
+    ),
     _LS(
         "use_identity_as_username",
         _FLAG,
         False,
         "use the client certificate CN as the MQTT username",
         ("ssl", "wss"),
+        implemented=True,
     ),
-    _LS("tls_version", _TLS_VERSIONS, "tlsv1.2", "minimum TLS version", TLS_KINDS),
+    _LS(
+        "tls_version",
+        _TLS_VERSIONS,
+        "tlsv1.2",
+        "minimum TLS version",
+        TLS_KINDS,
+        implemented=True,
+    ),
     _LS("psk_support", _FLAG, False, "accept TLS-PSK cipher suites", ("ssl", "wss")),
     _LS("psk_identity_hint", _STR, "VMQ_PSK", "TLS-PSK identity hint", ("ssl", "wss")),
-    _LS("tls_handshake_timeout", _MS, 5000, "TLS handshake timeout in milliseconds", TLS_KINDS),
+    _LS(
+        "tls_handshake_timeout",
+        _MS,
+        5000,
+        "TLS handshake timeout in milliseconds",
+        TLS_KINDS,
+        implemented=True,
+    ),
     # HTTP.
     _LS(
         "http_modules",
@@ -421,7 +475,13 @@ _ERLANG_LOG_LEVELS = t.enum(
 
 _GLOBAL_SETTINGS: tuple[Setting, ...] = (
     # --- 3.1 listener-related globals --------------------------------------
-    _S("max_ws_frame_size", _NONNEG, 268435456, "largest accepted WebSocket frame in bytes"),
+    _S(
+        "max_ws_frame_size",
+        _NONNEG,
+        268435456,
+        "largest accepted WebSocket frame in bytes; 0 = no limit",
+        implemented=True,
+    ),
     _S(
         "mqtt_connect_timeout",
         _MS,
@@ -607,24 +667,28 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         _FLAG,
         False,
         "accept CONNECT while the cluster is not ready",
+        implemented=True,
     ),
     _S(
         "allow_publish_during_netsplit",
         _FLAG,
         False,
         "accept PUBLISH while the cluster is not ready",
+        implemented=True,
     ),
     _S(
         "allow_subscribe_during_netsplit",
         _FLAG,
         False,
         "accept SUBSCRIBE while the cluster is not ready",
+        implemented=True,
     ),
     _S(
         "allow_unsubscribe_during_netsplit",
         _FLAG,
         False,
         "accept UNSUBSCRIBE while the cluster is not ready",
+        implemented=True,
     ),
     _S(
         "trade_consistency",
@@ -632,6 +696,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         False,
         "legacy: all four *_during_netsplit flags at once",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "coordinate_registrations",
@@ -813,7 +878,9 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         "disconnect_on_unauthorized_publish_v3",
         _FLAG,
         False,
-        "close MQTT 3 connections that publish without permission",
+        "close MQTT 3.1 connections that publish without permission (3.1.1 ones "
+        "always are; otherwise the publish is acknowledged and dropped)",
+        implemented=True,
     ),
     _S(
         "queue_type",
@@ -947,24 +1014,58 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         5000,
         "milliseconds for the readiness probe of all members",
         hidden=True,
+        implemented=True,
+    ),
+    _S(
+        "netsplit_detection_time",
+        _MS,
+        5000,
+        "milliseconds within which a member that stopped answering is detected "
+        "(vernemq; VerneMQ relies on net_ticktime, about a minute)",
+        implemented=True,
     ),
     # --- 3.4 plugins ------------------------------------------------------
     _S("plugins.$name", _FLAG, False, "enable the plugin <name>"),
     _S("plugins.$name.path", _OPTPATH, None, "directory of a user plugin"),
     _S("plugins.$name.priority", _INT, None, "plugin load order; lower first"),
-    _S("plugins.vmq_passwd", _FLAG, True, "password file authentication plugin"),
-    _S("plugins.vmq_acl", _FLAG, True, "ACL file authorisation plugin"),
+    _S(
+        "plugins.vmq_passwd",
+        _FLAG,
+        True,
+        "password file authentication plugin",
+        implemented=True,
+    ),
+    _S("plugins.vmq_acl", _FLAG, True, "ACL file authorisation plugin", implemented=True),
     _S("plugins.vmq_diversity", _FLAG, False, "Lua scripting plugin"),
     _S("plugins.vmq_webhooks", _FLAG, False, "webhooks plugin"),
     _S("plugins.vmq_bridge", _FLAG, False, "MQTT bridge plugin"),
-    _S("vmq_acl.acl_file", _PATH, "./etc/vmq.acl", "ACL file"),
-    _S("vmq_acl.acl_reload_interval", _SEC, 10, "seconds between ACL file reloads; 0 = never"),
-    _S("vmq_passwd.password_file", _PATH, "./etc/vmq.passwd", "password file"),
+    _S(
+        "vmq_acl.acl_file",
+        _PATH,
+        "./etc/vmq.acl",
+        "ACL file (topic/user/pattern lines); unreadable = everything refused",
+        implemented=True,
+    ),
+    _S(
+        "vmq_acl.acl_reload_interval",
+        _SEC,
+        10,
+        "seconds between checks of the ACL file for changes; 0 = never",
+        implemented=True,
+    ),
+    _S(
+        "vmq_passwd.password_file",
+        _PATH,
+        "./etc/vmq.passwd",
+        "password file (user:$6$ hash lines, see vmq-passwd)",
+        implemented=True,
+    ),
     _S(
         "vmq_passwd.password_reload_interval",
         _SEC,
         10,
-        "seconds between password file reloads; 0 = never",
+        "seconds between checks of the password file for changes; 0 = never",
+        implemented=True,
     ),
     _S("vmq_webhooks.$name.hook", _STR, None, "hook that webhook <name> handles"),
     _S("vmq_webhooks.$name.endpoint", _STR, None, "URL that webhook <name> posts to"),

@@ -48,6 +48,7 @@ from vernemq.dist.framing import (
     frame2,
 )
 from vernemq.dist.handshake import (
+    OUR_FLAGS,
     AcceptorHandshake,
     HandshakeError,
     HandshakeResult,
@@ -335,9 +336,12 @@ class InitiatorProtocol(DistributionProtocol):
         peerName: str,
         challenge: Callable[[], int] | None = None,
         maxPacket: int = DEFAULT_MAX_PACKET,
+        flags: int = OUR_FLAGS,
     ) -> None:
         draw = challenge or _randomChallenge
-        handshake = InitiatorHandshake(owner.name, owner.cookie, owner.creation, draw(), peerName)
+        handshake = InitiatorHandshake(
+            owner.name, owner.cookie, owner.creation, draw(), peerName, flags
+        )
         super().__init__(owner, reactor, handshake, maxPacket)
 
 

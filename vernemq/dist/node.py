@@ -76,7 +76,12 @@ from vernemq.dist.exports import (
     Outcome,
 )
 from vernemq.dist.framing import NO_MESSAGE
-from vernemq.dist.handshake import DFLAG_UNLINK_ID, splitNodeName
+from vernemq.dist.handshake import (
+    DFLAG_PUBLISHED,
+    DFLAG_UNLINK_ID,
+    OUR_FLAGS,
+    splitNodeName,
+)
 
 # -- control message operations (erl_dist_protocol, "Protocol between connected nodes")
 
@@ -325,6 +330,7 @@ class Node:
         epmdPort: int = EPMD_PORT,
         lookup: Callable[[str, str], Deferred[int | None]] | None = None,
         dial: Callable[[str, int, DistributionProtocol], Deferred[Any]] | None = None,
+        hidden: bool = False,
     ) -> None:
         splitNodeName(name)
         self.name = Atom(name)
@@ -334,6 +340,10 @@ class Node:
         self.setupTime = float(setupTime)
         self.epmdPort = epmdPort
         self.exports = FunctionRegistry()
+        #: A hidden node (C{erl -hidden}, as C{vmq-admin} connects) leaves
+        #: C{DFLAG_PUBLISHED} out of its handshakes: peers do not list it in
+        #: C{nodes()} nor pass it on to other nodes.
+        self.hidden = hidden
         self._reactor = reactor
         self._lookup = lookup or self._epmdLookup
         self._dial = dial or self._tcpDial
@@ -549,7 +559,8 @@ class Node:
         if attempt.node in self._accepting:
             # Its own connection to us is being set up; it will do.
             return
-        protocol = InitiatorProtocol(self, self._reactor, attempt.node)
+        flags = OUR_FLAGS & ~DFLAG_PUBLISHED if self.hidden else OUR_FLAGS
+        protocol = InitiatorProtocol(self, self._reactor, attempt.node, flags=flags)
         attempt.protocol = protocol
         await self._dial(host, port, protocol)
 

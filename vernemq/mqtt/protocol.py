@@ -55,6 +55,7 @@ before a too large packet is buffered.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred
@@ -89,7 +90,15 @@ from vernemq.mqtt.packets import (
 )
 from vernemq.mqtt.reasons import connack_v3_return_code
 
-__all__ = ["MQTTFactory", "MQTTProtocol"]
+__all__ = ["IdentityRefused", "MQTTFactory", "MQTTProtocol"]
+
+
+class IdentityRefused(Exception):
+    """
+    Raised by a listener's L{MQTTFactory.identity} when the connection
+    carries no identity it requires (no client certificate with
+    C{use_identity_as_username}): the CONNECT is refused as not authorized.
+    """
 
 
 def _peer(address: IAddress) -> tuple[str, int]:
@@ -340,6 +349,16 @@ class MQTTProtocol(Protocol):
         self.client_id = pkt.client_id or None
         if self.level == 5:
             self.max_packet_out = int(pkt.properties.get("maximum_packet_size", 0))
+        identity = self.factory.identity
+        if identity is not None:
+            # The listener knows who the client is (a TLS client certificate,
+            # a PROXY header): that name replaces the CONNECT's username for
+            # the auth hooks, the session and every hook after.
+            try:
+                pkt.username = identity(self.transport, pkt.username)
+            except IdentityRefused as e:
+                self.refuse(0x87, str(e))
+                return None
         return self.broker.connect(self, pkt)
 
     def _on_auth(self, pkt: Auth) -> Deferred[Any] | None:
@@ -671,15 +690,26 @@ class MQTTFactory(Factory[MQTTProtocol]):
     @ivar broker: the node's broker.
     @ivar listener: the listener's configuration (mountpoint, limits...).
     @ivar count: open connections on this listener.
+    @ivar identity: the listener's identity seam, or C{None}: called at
+        CONNECT with the connection's transport and the CONNECT's username,
+        it returns the username to use (e.g. the CN of the client's TLS
+        certificate) or raises L{IdentityRefused}.
     """
 
     #: No "Starting factory" log lines: the node logs its listeners once.
     noisy = False
 
-    def __init__(self, broker: Broker, listener: ListenerSpec, reactor: IReactorTime) -> None:
+    def __init__(
+        self,
+        broker: Broker,
+        listener: ListenerSpec,
+        reactor: IReactorTime,
+        identity: Callable[[Any, str | None], str | None] | None = None,
+    ) -> None:
         self.broker = broker
         self.listener = listener
         self.reactor = reactor
+        self.identity = identity
         self.count = 0
 
     def buildProtocol(self, addr: IAddress | None) -> MQTTProtocol:

@@ -197,6 +197,14 @@ class HookChain:
                 del self._fns[name]
         self._summarize()
 
+    def refresh(self) -> None:
+        """
+        Recompute the hot-path flags (L{publish_open}, L{observes_publish})
+        after a registered plugin changed its C{allows_every_publish}
+        attribute, as C{vmq_acl} does when its file is reloaded.
+        """
+        self._summarize()
+
     def _summarize(self) -> None:
         """Recompute the flags the hot path reads instead of the chains."""
         chains = [self._entries.get(n) for n in ("auth_on_publish", "auth_on_publish_m5")]
@@ -301,8 +309,8 @@ class AllowAllACL:
     A stand-in for C{vmq_acl} with VerneMQ's default C{vmq.acl}
     (C{topic #}: everybody may publish and subscribe to everything).
 
-    The broker registers it when C{plugins.vmq_acl = on} (the default) until
-    the real C{vmq_acl} plugin replaces it.
+    The broker used it before L{vernemq.auth.acl.VmqACL} existed; tests
+    still use it as the simplest allow-all authorization plugin.
     """
 
     name = "vmq_acl"
