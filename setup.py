@@ -23,6 +23,9 @@ setup(
         "configobj>=5.0.8",
         "service-identity>=24.1",
         "treq>=23.11",
+        # MQTT over WebSocket (listener.ws / listener.wss): the Twisted-native
+        # WebSocket server, so MQTTProtocol runs unchanged over a WebSocket.
+        "autobahn>=24.4",
     ],
     extras_require={
         # hypothesis: property tests of the codec; paho-mqtt: the real

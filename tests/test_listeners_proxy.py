@@ -13,6 +13,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.brokerhelpers import Harness
+from vernemq.listeners.compose import proxy_username
 from vernemq.listeners.proxy import (
     V2_SIGNATURE,
     ProxyHeaderError,
@@ -20,7 +21,6 @@ from vernemq.listeners.proxy import (
     ProxyProtocolFactory,
     proxy_cn,
 )
-from vernemq.listeners.compose import proxy_username
 from vernemq.mqtt.codec import Decoder, encode
 from vernemq.mqtt.packets import ConnAck, Connect
 from vernemq.mqtt.protocol import MQTTFactory

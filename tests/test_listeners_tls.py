@@ -61,7 +61,8 @@ class ServerTLSTests(SynchronousTestCase):
         self.assertTrue(tls.require_certificate)
         self.assertTrue(tls.use_identity_as_username)
         self.assertIsNotNone(tls.serverConnectionForTLS(None))
-        self.assertIsNotNone(ClientTLS(self.settings, "listener.vmqs.x").clientConnectionForTLS(None))
+        client = ClientTLS(self.settings, "listener.vmqs.x")
+        self.assertIsNotNone(client.clientConnectionForTLS(None))
 
     def test_errors(self) -> None:
         """Each unusable setting names its key."""

@@ -158,6 +158,15 @@ class WebSocketTests(SynchronousTestCase):
         proto.dataReceived(frame(b"\x00" * 2000))
         self.assertEqual([op for op, _ in unframe(transport.value())], [0x8])
 
+    def test_requestTooLarge(self) -> None:
+        """An upgrade request that never ends its headers is refused at 16 KiB."""
+        proto, transport = self.connect()
+        for _ in range(20):
+            proto.dataReceived(b"X-Junk: " + b"a" * 1000 + b"\r\n")
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 431"))
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(1, len(self.warnings()))
+
     def test_handshakeDeadline(self) -> None:
         """A client that never completes the upgrade is dropped on the fake clock."""
         proto, transport = self.connect()

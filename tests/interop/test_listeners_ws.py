@@ -8,8 +8,10 @@ paho-mqtt, mosquitto_pub and raw sockets.
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -39,7 +41,10 @@ class OtherListenersTests(SynchronousTestCase):
         directory = self.mktemp()
         self.certs = certs = Certificates(os.path.abspath(directory + "-certs"))
         self.ws, self.wss, self.isolated, self.proxied = (freePort() for _ in range(4))
-        self.sock = os.path.abspath(directory + ".sock")
+        # AF_UNIX paths are short (108 bytes): not under the trial directory.
+        short = tempfile.mkdtemp(prefix="vmq")
+        self.addCleanup(shutil.rmtree, short, True)
+        self.sock = os.path.join(short, "mqtt.sock")
         self.node = NodeProcess(
             directory,
             [

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -48,6 +49,7 @@ from twisted.internet.interfaces import (
     IOpenSSLServerConnectionCreator,
     IProtocolFactory,
     IReactorTime,
+    ITransport,
 )
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -88,10 +90,15 @@ _VERIFY_ERRORS = {
 }
 
 
+#: Why verification refused a connection's certificate, for its log line
+#: (the app data slot of a connection belongs to Twisted).
+_VERIFY_FAILURES: weakref.WeakKeyDictionary[SSL.Connection, str] = weakref.WeakKeyDictionary()
+
+
 def _verify(conn: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
     """Let OpenSSL decide; remember its first reason to refuse, for the log."""
-    if not ok and conn.get_app_data() is None:
-        conn.set_app_data(_VERIFY_ERRORS.get(errno, f"certificate verify error {errno}"))
+    if not ok and conn not in _VERIFY_FAILURES:
+        _VERIFY_FAILURES[conn] = _VERIFY_ERRORS.get(errno, f"certificate verify error {errno}")
     return bool(ok)
 
 
@@ -248,7 +255,7 @@ def client_identity(transport: Any) -> str | None:
     return certificate_cn(cert.to_cryptography())
 
 
-@implementer(IHandshakeListener)
+@implementer(IHandshakeListener, ITransport)
 class TLSHandshakeGuard(ProtocolWrapper):
     """
     Between the TLS layer and the listener's protocol: abort after
@@ -262,6 +269,7 @@ class TLSHandshakeGuard(ProtocolWrapper):
     def __init__(self, factory: TLSHandshakeGuardFactory, wrappedProtocol: Any) -> None:
         super().__init__(factory, wrappedProtocol)
         self._timer: IDelayedCall | None = None
+        self._handle: Any = None
         self._done = False
         self._reported = False
 
@@ -271,6 +279,8 @@ class TLSHandshakeGuard(ProtocolWrapper):
         transport's interfaces: autobahn would then reach through us for
         TLS internals.  C{getPeerCertificate} still reaches the TLS layer.
         """
+        handle = getattr(transport, "getHandle", None)
+        self._handle = handle() if handle is not None else None
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
         self.wrappedProtocol.makeConnection(self)
@@ -302,7 +312,7 @@ class TLSHandshakeGuard(ProtocolWrapper):
         if not self._done and not self._reported:
             self._reported = True
             why = _describe(reason)
-            detail = _verify_detail(self.transport)
+            detail = _verify_detail(self._handle)
             self.log.warn(
                 "closing connection from {peer} on listener {listener}: "
                 "TLS handshake failed: {why}",
@@ -310,6 +320,7 @@ class TLSHandshakeGuard(ProtocolWrapper):
                 listener=self.factory.label,
                 why=why if detail is None else detail,
             )
+        self._handle = None
         ProtocolWrapper.connectionLost(self, reason)
 
     def _expired(self) -> None:
@@ -330,6 +341,8 @@ class TLSHandshakeGuard(ProtocolWrapper):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
+        if self._done:
+            self._handle = None
 
 
 class TLSHandshakeGuardFactory(WrappingFactory[TLSHandshakeGuard]):
@@ -360,14 +373,11 @@ def _describe(reason: Failure) -> str:
     return f"connection closed before the handshake ended ({text})"
 
 
-def _verify_detail(transport: Any) -> str | None:
+def _verify_detail(conn: Any) -> str | None:
     """What certificate verification said on this connection, if it failed."""
-    handle = getattr(transport, "getHandle", None)
-    if handle is None:
+    if not isinstance(conn, SSL.Connection):
         return None
-    conn = handle()
-    data = conn.get_app_data() if isinstance(conn, SSL.Connection) else None
-    return data if isinstance(data, str) else None
+    return _VERIFY_FAILURES.pop(conn, None)
 
 
 def _peer_text(proto: ProtocolWrapper) -> str:

@@ -41,6 +41,8 @@ __all__ = ["MQTTWebSocketFactory", "MQTTWebSocketProtocol", "WebSocketTransport"
 MQTT_PATH = "/mqtt"
 #: The subprotocols accepted, in order of preference.
 SUBPROTOCOLS = ("mqtt", "mqttv3.1")
+#: The largest upgrade request (request line and headers) buffered.
+MAX_REQUEST = 16384
 
 _log = Logger(namespace="vernemq.listeners.websocket")
 
@@ -138,6 +140,15 @@ class MQTTWebSocketProtocol(WebSocketServerProtocol):
         self.mqtt: MQTTProtocol | None = None
         self.forwarded_for: IAddress | None = None
         self._failed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """Bound what an unfinished upgrade request may buffer."""
+        if self.state == self.STATE_CONNECTING and not self._failed:
+            buffered = len(getattr(self, "data", b"")) + len(data)
+            if buffered > MAX_REQUEST and b"\r\n\r\n" not in data:
+                self.failHandshake("HTTP request headers too large", 431)
+                return
+        super().dataReceived(data)
 
     def onConnect(self, request: ConnectionRequest) -> str | None:
         """Accept C{/mqtt} with the C{mqtt} subprotocol (or none offered)."""
