@@ -670,3 +670,40 @@ class BackPressureTests(SynchronousTestCase):
             self.publisher.publish("t", b"%d" % i)
         self.subscriber.proto.resumeProducing()
         self.assertEqual([p.payload for p in self.subscriber.publishes()], [b"0", b"1", b"2"])
+
+
+class NoDelayTests(SynchronousTestCase):
+    """Nagle's algorithm is off for every client connection."""
+
+    def test_tcpTransport(self) -> None:
+        """A TCP transport gets C{setTcpNoDelay(True)} when the client connects."""
+        from twisted.internet.address import IPv4Address
+        from twisted.internet.testing import StringTransport
+
+        calls: list[bool] = []
+
+        class TCPTransport(StringTransport):
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                calls.append(enabled)
+
+        h = Harness()
+        transport = TCPTransport(peerAddress=IPv4Address("TCP", "10.0.0.9", 5000))
+        proto = h.factories["default"].buildProtocol(transport.getPeer())
+        proto.makeConnection(transport)
+        self.assertEqual([True], calls)
+
+    def test_throughWrapper(self) -> None:
+        """Under TLS or WebSocket the socket below the wrapper gets it."""
+        from vernemq.mqtt.protocol import _noDelay
+
+        calls: list[bool] = []
+
+        class Socket:
+            def setTcpNoDelay(self, enabled: bool) -> None:
+                calls.append(enabled)
+
+        class Wrapper:
+            transport = Socket()
+
+        _noDelay(Wrapper())
+        self.assertEqual([True], calls)

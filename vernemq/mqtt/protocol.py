@@ -110,6 +110,28 @@ def _peer(address: IAddress) -> tuple[str, int]:
     return (str(host), int(port))
 
 
+def _noDelay(transport: Any) -> None:
+    """
+    Turn Nagle's algorithm off on the TCP socket under C{transport} (also
+    through TLS, WebSocket and PROXY wrappers), as VerneMQ's listeners do
+    (C{nodelay}): MQTT packets are small, and Nagle would hold an
+    acknowledgement or a delivery back until the peer's delayed ACK, up
+    to 40 ms on Linux.
+    """
+    for _ in range(4):
+        setter = getattr(transport, "setTcpNoDelay", None)
+        if setter is not None:
+            try:
+                setter(True)
+            except OSError:
+                pass
+            return
+        inner = getattr(transport, "transport", None)
+        if inner is None or inner is transport:
+            return
+        transport = inner
+
+
 @implementer(IPushProducer)
 class MQTTProtocol(Protocol):
     """
@@ -176,6 +198,7 @@ class MQTTProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Count the connection, enforce C{max_connections}, start the CONNECT timer."""
+        _noDelay(self.transport)
         self.peer = _peer(self.transport.getPeer())
         self.peer_text = f"{self.peer[0]}:{self.peer[1]}"
         factory = self.factory
