@@ -111,6 +111,11 @@ def _peer(address: IAddress) -> tuple[str, int]:
     return (str(host), int(port))
 
 
+#: Batches up to this size are sent at flush time rather than on the next
+#: reactor turn (see L{MQTTProtocol.flush}).
+SEND_NOW_BYTES = 4096
+
+
 def _noDelay(transport: Any) -> None:
     """
     Turn Nagle's algorithm off on the TCP socket under C{transport} (also
@@ -532,14 +537,18 @@ class MQTTProtocol(Protocol):
         if self._lost:
             return
         transport = self.transport
-        if len(out) == 1:
-            transport.write(out[0])
-        else:
-            transport.write(b"".join(out))
-        if self._send_now and not self.paused and not transport.disconnecting:
+        data = out[0] if len(out) == 1 else b"".join(out)
+        transport.write(data)
+        if (
+            self._send_now
+            and len(data) <= SEND_NOW_BYTES
+            and not self.paused
+            and not transport.disconnecting
+        ):
             # Twisted only buffers in write() and sends on the next reactor
-            # turn; sending at once saves a poll round trip per batch,
-            # which is most of a message's latency at moderate rates.  A
+            # turn; sending a small batch at once saves a poll round trip,
+            # which is most of a message's latency at moderate rates.  Big
+            # batches (floods) are left to coalesce with the next ones.  A
             # socket error leaves the transport registered for writing, so
             # the reactor meets it again and closes the connection as usual.
             transport.doWrite()
