@@ -489,7 +489,7 @@ class UnimplementedTests(SynchronousTestCase):
             "allow_anonymous = on\n"
             "listener.tcp.default = 127.0.0.1:1883\n"
             "listener.http.default = 127.0.0.1:8888\n"
-            "listener.vmq.clustering = 0.0.0.0:44053\n"
+            "listener.vmqs.clustering = 0.0.0.0:44054\n"
             "listener.tcp.active_n = 2\n"
             "max_inflight_messages = 10\n"
         )
@@ -497,7 +497,7 @@ class UnimplementedTests(SynchronousTestCase):
             config.unimplemented_keys(),
             [
                 "listener.http.default",
-                "listener.vmq.clustering",
+                "listener.vmqs.clustering",
                 "listener.tcp.active_n",
             ],
         )

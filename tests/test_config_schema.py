@@ -261,6 +261,14 @@ class ImplementedTests(SynchronousTestCase):
             "trade_consistency",
             "cluster_ready_rpc_timeout",
             "netsplit_detection_time",
+            # The data channel and cluster routing (issue 6).
+            "listener.vmq.clustering",
+            "listener.vmq.default",
+            "outgoing_clustering_buffer_size",
+            "incoming_clustering_buffer_size",
+            "outgoing_clustering_flush_threshold",
+            "outgoing_cluster_handshake_ack_timeout",
+            "outgoing_connect_timeout",
         ]:
             setting = SCHEMA.lookup(key)
             assert setting is not None, key
@@ -268,12 +276,13 @@ class ImplementedTests(SynchronousTestCase):
 
     def test_notImplemented(self) -> None:
         """
-        The data channel (and its TLS), HTTP, PSK, socket tuning and some
+        The data channel's TLS and per-listener settings, HTTP, PSK, socket tuning and some
         plugins are accepted but not implemented.
         """
         for key in [
-            "listener.vmq.clustering",
             "listener.vmqs.clustering",
+            "listener.vmq.max_connections",
+            "listener.vmq.clustering.mountpoint",
             "listener.vmqs.certfile",
             "listener.vmqs.default.require_certificate",
             "listener.http.default",

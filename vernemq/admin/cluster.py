@@ -134,6 +134,8 @@ def registerClusterCommands(
                     f"This node had local history ({outcome.history}): merged it into the cluster."
                 )
             )
+        if outcome.merged is not None:
+            out.append(Text(outcome.merged[:1].upper() + outcome.merged[1:] + "."))
         out.append(Text("Done"))
         return out
 

@@ -63,6 +63,7 @@ from vernemq.mqtt.packets import ConnAck, Connect
 from vernemq.plugins.hooks import Error, HookChain, Ok
 
 if TYPE_CHECKING:
+    from vernemq.cluster.routing import ClusterRouter
     from vernemq.mqtt.protocol import MQTTProtocol
 
 __all__ = ["Broker"]
@@ -110,6 +111,12 @@ class Broker:
         #: True while the cluster is not ready (a netsplit); set by
         #: L{vernemq.cluster.readiness}.  See L{netsplit_allows}.
         self.netsplit = False
+        #: True while this node has cluster peers: publishes and
+        #: subscription changes then also go to C{cluster_router}
+        #: (L{vernemq.cluster.routing.ClusterRouter}); a single node checks
+        #: this flag and does nothing more.
+        self.clustered = False
+        self.cluster_router: ClusterRouter | None = None
         #: Operations refused because of a netsplit, by VerneMQ metric name.
         self.netsplit_errors = {
             "mqtt_connect_error": 0,
@@ -156,6 +163,8 @@ class Broker:
         @return: the number of subscribers reached.
         """
         n = route(topics, msg, self.counters)
+        if self.clustered and self.cluster_router is not None:
+            n += self.cluster_router.forward(topics, msg)
         if self.hooks.observes_publish:
             self.hooks.all(
                 "on_publish",

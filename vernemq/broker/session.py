@@ -733,12 +733,20 @@ class Session:
         topics = self.topics
         for topic_filter in self.subscriptions:
             topics.unsubscribe(topic_filter, self)
-        self.subscriptions.clear()
+        if self.subscriptions:
+            self.subscriptions.clear()
+            self._subscriptions_changed()
         if self.pending or self.inflight:
             self._release_shared(ending=True)
         self.pending.clear()
         self.inflight.clear()
         self.qos2_in.clear()
+
+    def _subscriptions_changed(self) -> None:
+        """Tell the cluster (replicated subscriptions) when this node has peers."""
+        broker = self.broker
+        if broker.clustered and broker.cluster_router is not None:
+            broker.cluster_router.subscriptions_changed(self)
 
     # -- packets from the client ------------------------------------------
 
@@ -1023,6 +1031,8 @@ class Session:
             topics.subscribe(topic_filter, self, opts)
             codes[i] = qos
             granted.append((topic_filter, opts, existed))
+        if granted:
+            self._subscriptions_changed()
         self._suback(pkt, codes, granted)
 
     def _suback(
@@ -1062,6 +1072,8 @@ class Session:
                 codes.append(0)
             else:
                 codes.append(0x11)
+        if 0 in codes:
+            self._subscriptions_changed()
         if self.conn is not None:
             self.conn.send_packet(UnsubAck(pkt.packet_id, codes if self.level == 5 else []))
         self.broker.hooks.all("on_unsubscribe", self.username, self.sid, list(pkt.topic_filters))

@@ -108,10 +108,13 @@ class JoinOutcome:
     @ivar members: the members afterwards.
     @ivar history: why this node counted as having local history (its
         state was merged into the cluster), or L{None} for a fresh node.
+    @ivar merged: what the metadata merge with the discovery node did
+        (L{Membership.metadataJoin}), or L{None} without one.
     """
 
     members: list[str]
     history: str | None = None
+    merged: str | None = None
 
 
 def _nothing(*args: Any) -> None:
@@ -261,6 +264,9 @@ class Membership(Service):
         self.hooks = hooks or LeaveHooks()
         self.rpcTimeout = rpcTimeout
         self.clusterReady: Callable[[], bool] = lambda: True
+        #: Merge the replicated metadata with the discovery node of a join
+        #: (set by the node's composition); answers one line for the CLI.
+        self.metadataJoin: Callable[[str], Awaitable[str | None]] | None = None
         self.set = MemberSet()
         self._observers: list[Callable[[list[str]], None]] = []
         self._loaded = False
@@ -516,7 +522,12 @@ class Membership(Service):
             merged="" if history is None else f" (local history merged: {history})",
         )
         await self.broadcast()
-        return JoinOutcome(self.members(), history)
+        merged = None
+        if self.metadataJoin is not None:
+            merged = await self.metadataJoin(discovery)
+            if merged is not None:
+                self.log.info("join: {merged}", merged=merged)
+        return JoinOutcome(self.members(), history, merged)
 
     def _remoteJoin(self, node: Any, term: Any) -> Any:
         """C{vmq:cluster_join(Node, Set)} on the discovery node."""

@@ -24,8 +24,9 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface, implementer
 
+from vernemq.cluster.metadata.interfaces import IMetadataTransport
 from vernemq.dist.etf import Atom
-from vernemq.dist.node import VMQ_MODULE, BadRpc, INodeObserver, Node
+from vernemq.dist.node import VMQ_MODULE, BadRpc, INodeObserver, Mailbox, Node
 
 
 class IClusterTransport(Interface):
@@ -89,5 +90,63 @@ class DistTransport:
         """Node up/down events of the distribution."""
         return self.node.subscribe(observer)
 
+    def peerHost(self, node: str) -> str | None:
+        """
+        The IP address the distribution connection to C{node} reaches it
+        at, or L{None} when not connected.
+        """
+        connection = self.node.connection(node)
+        transport = getattr(connection, "transport", None)
+        host = getattr(transport.getPeer(), "host", None) if transport is not None else None
+        return host if isinstance(host, str) else None
 
-__all__ = ["DistTransport", "IClusterTransport"]
+
+#: The registered name of the metadata store's mailbox on every node.
+METADATA_MAILBOX = "vmq_metadata"
+
+
+@implementer(IMetadataTransport)
+class DistMetadataTransport:
+    """
+    L{IMetadataTransport} over the Erlang distribution: a message is an
+    asynchronous send (C{{vmq_metadata, Node} ! {md, From, Message}}) to
+    the mailbox registered as C{vmq_metadata} on the peer, so messages to
+    one peer keep their order (one connection) and are lost, never
+    corrupted, when the connection breaks (anti-entropy repairs that).
+    """
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.name = str(node.name)
+        self._mailbox: Mailbox | None = None
+
+    def send(self, peer: str, message: Any) -> None:
+        """Send C{message} to the store of C{peer}."""
+        self.node.send((Atom(METADATA_MAILBOX), Atom(peer)), (_MD, Atom(self.name), message))
+
+    def listen(self, receive: Callable[[str, Any], None]) -> None:
+        """Register the mailbox; C{receive(peer, message)} gets every message."""
+
+        def handle(envelope: Any) -> None:
+            if (
+                isinstance(envelope, tuple)
+                and len(envelope) == 3
+                and envelope[0] == _MD
+                and isinstance(envelope[1], Atom)
+            ):
+                receive(str(envelope[1]), envelope[2])
+
+        self._mailbox = self.node.spawn(handle, METADATA_MAILBOX)
+
+    def close(self) -> None:
+        """Unregister the mailbox."""
+        if self._mailbox is not None:
+            self.node.unregister(METADATA_MAILBOX)
+            self._mailbox.close()
+            self._mailbox = None
+
+
+_MD = Atom("md")
+
+
+__all__ = ["METADATA_MAILBOX", "DistMetadataTransport", "DistTransport", "IClusterTransport"]

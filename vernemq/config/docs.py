@@ -155,7 +155,7 @@ def _listener_setting_rows(names: tuple[str, ...] | None, exclude: tuple[str, ..
             default += f" ({per_kind})"
         if ls.inherit_minus_one:
             default += "; -1 below the global level = inherit"
-        implemented = [k for k in ls.kinds if ls.implemented and k in s.IMPLEMENTED_KINDS]
+        implemented = [k for k in ls.kinds if s.listener_setting_implemented(ls, k)]
         rows.append(
             _row(
                 _code(ls.name),

@@ -50,7 +50,7 @@ LISTENER_KINDS: tuple[str, ...] = MQTT_KINDS + CLUSTER_KINDS + HTTP_KINDS
 #: Listener kinds that take TLS settings.
 TLS_KINDS: tuple[str, ...] = ("ssl", "wss", "vmqs", "https")
 #: Listener kinds that exist in this implementation today.
-IMPLEMENTED_KINDS: tuple[str, ...] = ("tcp", "ssl", "ws", "wss")
+IMPLEMENTED_KINDS: tuple[str, ...] = ("tcp", "ssl", "ws", "wss", "vmq")
 
 
 class _Inherit:
@@ -404,6 +404,15 @@ def listener_setting(name: str) -> ListenerSetting | None:
     return _LISTENER_SETTINGS_BY_NAME.get(name)
 
 
+def listener_setting_implemented(ls: ListenerSetting, kind: str) -> bool:
+    """
+    Whether per-listener setting C{ls} works for listeners of C{kind}.  The
+    data channel (C{vmq}) serves its address only: its per-listener
+    settings (C{max_connections}, C{mountpoint}, ...) have no effect yet.
+    """
+    return ls.implemented and kind in IMPLEMENTED_KINDS and kind not in CLUSTER_KINDS
+
+
 def _listener_settings() -> list[Setting]:
     out: list[Setting] = []
     for kind in LISTENER_KINDS:
@@ -425,7 +434,7 @@ def _listener_settings() -> list[Setting]:
             )
         below = _inheritable(ls.parser) if ls.inherit_minus_one else ls.parser
         for kind in ls.kinds:
-            implemented = ls.implemented and kind in IMPLEMENTED_KINDS
+            implemented = listener_setting_implemented(ls, kind)
             doc = f"{ls.doc} (for {kind} listeners)"
             out.append(
                 Setting(
@@ -958,6 +967,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         67108864,
         "bytes buffered per unreachable peer before dropping",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "incoming_clustering_buffer_size",
@@ -965,6 +975,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         67108864,
         "largest accepted cluster frame/buffer in bytes",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "outgoing_clustering_flush_threshold",
@@ -972,6 +983,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         65536,
         "pending bytes that trigger a cluster batch flush",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "outgoing_cluster_handshake_ack_timeout",
@@ -979,6 +991,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         250,
         "milliseconds to wait for vmq-connect-ack",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "outgoing_connect_timeout",
@@ -986,6 +999,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         10000,
         "milliseconds to connect to a peer's data port",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "outgoing_connect_options",

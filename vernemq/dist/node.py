@@ -499,6 +499,10 @@ class Node:
         """Whether a connection to C{node} is up."""
         return Atom(node) in self._up
 
+    def connection(self, node: str) -> DistributionProtocol | None:
+        """The established connection to C{node}, if any."""
+        return self._up.get(Atom(node))
+
     def connect(self, node: str) -> Deferred[None]:
         """
         Connect to C{node} (C{alive@host}) unless connected; fires once the
