@@ -29,6 +29,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -125,6 +126,17 @@ def runBench(port: int, pid: int, label: str, *args: str) -> dict[str, Any]:
     return result
 
 
+def medianRun(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Field by field, the median of several runs of one scenario."""
+    merged: dict[str, Any] = dict(results[0])
+    for key, value in results[0].items():
+        values = [r.get(key) for r in results]
+        if isinstance(value, (int, float)) and all(isinstance(v, (int, float)) for v in values):
+            median = statistics.median(values)
+            merged[key] = round(median, 3) if isinstance(median, float) else median
+    return merged
+
+
 def scenarios(quick: bool) -> list[tuple[str, list[str], str]]:
     n = 1 if not quick else 4
     return [
@@ -144,21 +156,30 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a quarter of the messages")
     parser.add_argument("--markdown", action="store_true", help="print a markdown table")
     parser.add_argument("--only", choices=["vernemq", "mosquitto"])
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="runs of each scenario per broker, interleaved; the median is shown")
     args = parser.parse_args()
 
     brokers = {"mosquitto": mosquitto, "vernemq": vernemq}
     if args.only:
         brokers = {args.only: brokers[args.only]}
-    results: dict[str, dict[str, dict[str, Any]]] = {}
-    for name, start in brokers.items():
-        results[name] = {}
-        for label, benchArgs, _ in scenarios(args.quick):
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {name: {} for name in brokers}
+    # Brokers alternate within each round, so a noisy moment on a shared
+    # machine hits both; the median of the rounds is reported.
+    for _ in range(max(1, args.repeat)):
+        for label, benchArgs, _field in scenarios(args.quick):
             if not benchArgs:  # a second figure of the previous run
                 continue
-            # A fresh broker per scenario so no run inherits another's backlog.
-            with tempfile.TemporaryDirectory() as directory, start(directory) as (port, pid):
-                results[name][label] = runBench(port, pid, f"{name} {label}", *benchArgs)
-            print(f"{name:10} {label:24} {json.dumps(results[name][label])}", file=sys.stderr)
+            for name, start in brokers.items():
+                # A fresh broker per run so no run inherits another's backlog.
+                with tempfile.TemporaryDirectory() as directory, start(directory) as (port, pid):
+                    result = runBench(port, pid, f"{name} {label}", *benchArgs)
+                runs[name].setdefault(label, []).append(result)
+                print(f"{name:10} {label:24} {json.dumps(result)}", file=sys.stderr)
+    results: dict[str, dict[str, dict[str, Any]]] = {
+        name: {label: medianRun(rs) for label, rs in byLabel.items()}
+        for name, byLabel in runs.items()
+    }
 
     rows = []
     previous = ""
