@@ -88,10 +88,28 @@ class NodeService(MultiService):
             sys.stderr.flush()
             raise SystemExit(1) from None
 
+    def _addresses(self) -> list[str]:
+        """
+        Every address this node listens on, for the start line: MQTT
+        listeners, the Erlang distribution port and the cluster data
+        channel (epmd, which may be served later, logs its own line).
+        """
+        found = [f"{s.label} on {s.address()}" for s in self.listeners()]
+        distribution = getattr(self, "distribution", None)
+        if distribution is not None and distribution.portNumber is not None:
+            found.append(
+                f"erlang distribution on {distribution.interface}:{distribution.portNumber}"
+            )
+        if self.cluster is not None:
+            data = self.cluster.datachannel.connect_params()
+            if data is not None:
+                found.append(f"vmq clustering on {data.host}:{data.port}")
+        return found
+
     def startService(self) -> None:
         """Start every child, then say once where the node listens."""
         super().startService()
-        addresses = ", ".join(f"{s.label} on {s.address()}" for s in self.listeners())
+        addresses = ", ".join(self._addresses())
         self.log.info(
             "node {nodename} started; listening: {addresses}",
             nodename=self.config["nodename"],

@@ -124,6 +124,17 @@ class NodeProcess:
         )
         try:
             waitForPort(self.port, process=self.process)
+            # The port accepts as soon as it is bound, before the reactor
+            # runs and installs its SIGTERM handler: wait for the start line.
+            deadline = time.monotonic() + 20
+            while "started; listening" not in self.log():
+                if self.process.poll() is not None:
+                    raise AssertionError(
+                        f"node exited early with status {self.process.returncode}"
+                    )
+                if time.monotonic() > deadline:
+                    raise AssertionError("the node did not log its start line within 20 s")
+                time.sleep(0.05)
         except BaseException:
             self.stop()
             raise

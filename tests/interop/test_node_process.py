@@ -43,6 +43,7 @@ class NodeProcessTests(SynchronousTestCase):
         self.assertEqual(1, len(started), log)
         self.assertIn("VerneMQ@127.0.0.1", started[0])
         self.assertIn(f"127.0.0.1:{node.port}", started[0])
+        self.assertIn("erlang distribution on 127.0.0.1:", started[0])
         self.assertTrue(portIsFree(node.port))
 
     def test_badValueStopsStartWithFileLineKey(self) -> None:

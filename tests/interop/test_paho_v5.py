@@ -351,14 +351,32 @@ class PahoV5Tests(SynchronousTestCase):
     def test_receiveMaximumExceeded(self) -> None:
         """
         QoS 2 PUBLISHes beyond the broker's Receive Maximum (1 here) are a
-        protocol error: DISCONNECT 0x93.
+        protocol error: DISCONNECT 0x93.  paho holds messages back to honour
+        the Receive Maximum, so a raw socket breaks the rule on purpose.
         """
-        c = self.client("rm")
-        _, _, properties = c.connect()
-        self.assertEqual(properties.ReceiveMaximum, 1)
-        for i in range(5):
-            c.client.publish("rm/t", b"%d" % i, 2)
-        self.assertEqual(code(c.disconnects.get(timeout=10)), 0x93)
+        import socket
+
+        from vernemq.mqtt.codec import Decoder, encode
+        from vernemq.mqtt.packets import ConnAck, Connect, Disconnect, Publish
+
+        with socket.create_connection(("127.0.0.1", self.node.port), timeout=10) as s:
+            s.sendall(encode(Connect("rm", protocol_level=5), 5))
+            decoder = Decoder(protocol_level=5, server=False)
+            packets: list[Any] = []
+            while not any(isinstance(p, Disconnect) for p in packets):
+                data = s.recv(4096)
+                if not data:
+                    break
+                decoder.feed(data)
+                packets.extend(decoder)
+                if packets and isinstance(packets[0], ConnAck) and len(packets) == 1:
+                    self.assertEqual(1, packets[0].properties.get("receive_maximum"))
+                    s.sendall(b"".join(
+                        encode(Publish("rm/t", b"%d" % i, 2, False, False, i + 1, {}), 5)
+                        for i in range(2)
+                    ))
+            disconnects = [p for p in packets if isinstance(p, Disconnect)]
+            self.assertEqual([0x93], [d.reason_code for d in disconnects])
 
     # -- will, authentication ------------------------------------------------------
 
