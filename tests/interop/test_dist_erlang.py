@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+import signal
 import socket
 import subprocess
 import time
@@ -164,21 +165,70 @@ class ErlangReachesUsTests(SynchronousTestCase):
 
     def test_idleConnectionSurvives(self) -> None:
         """
-        With C{net_ticktime} 2 on both sides, a connection idle for three
-        tick times is still up: both sides tick.
+        With C{net_ticktime} 2 on both sides, a connection idle for a
+        minute (thirty tick times) is still up: both sides tick.
         """
         out = erl(
             self.epmdPort,
             f"""N = '{self.name}',
             pong = net_adm:ping(N),
-            timer:sleep(6500),
-            io:format("still=~p~n", [lists:member(N, nodes())])""",
+            monitor_node(N, true),
+            Down = receive {{nodedown, N}} -> true after 60000 -> false end,
+            io:format("down=~p still=~p~n", [Down, lists:member(N, nodes())])""",
             COOKIE,
             "-kernel",
             "net_ticktime",
             "2",
+            timeout=90,
         )
-        self.assertIn("still=true", out)
+        self.assertIn("down=false still=true", out)
+
+    def test_droppedWhenWeStopTicking(self) -> None:
+        """
+        When our node stops ticking (the process is frozen with SIGSTOP),
+        Erlang with C{net_ticktime} 2 declares it down within a few
+        seconds; once it runs again, a ping reconnects.
+        """
+        assert self.node.process is not None
+        erlProcess = subprocess.Popen(
+            [
+                requireProgram("erl"), "-sname", uniqueName("t"), "-setcookie", COOKIE,
+                "-start_epmd", "false", "-noshell", "-kernel", "net_ticktime", "2",
+                "-eval",
+                f"""N = '{self.name}',
+                pong = net_adm:ping(N),
+                monitor_node(N, true),
+                io:format("connected~n"),
+                T0 = erlang:monotonic_time(millisecond),
+                receive {{nodedown, N}} ->
+                    io:format("nodedown_after_ms=~p~n", [erlang:monotonic_time(millisecond) - T0])
+                after 20000 -> io:format("no_nodedown~n")
+                end,
+                receive go -> ok after 1000 -> ok end,
+                io:format("again=~p~n", [net_adm:ping(N)]),
+                halt().""",
+            ],
+            env=erlEnvironment(self.epmdPort),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(lambda: erlProcess.poll() is None and erlProcess.kill())
+        assert erlProcess.stdout is not None
+        lines: list[str] = []
+        while "connected" not in lines:
+            line = erlProcess.stdout.readline().decode("utf-8", "replace")
+            if not line:
+                self.fail(f"erl ended before connecting: {lines}")
+            lines.append(line.strip())
+        self.node.process.send_signal(signal.SIGSTOP)
+        try:
+            line = erlProcess.stdout.readline().decode("utf-8", "replace").strip()
+        finally:
+            self.node.process.send_signal(signal.SIGCONT)
+        self.assertTrue(line.startswith("nodedown_after_ms="), line)
+        self.assertLess(int(line.split("=")[1]), 8000)
+        rest, _ = erlProcess.communicate(timeout=30)
+        self.assertIn("again=pong", rest.decode("utf-8", "replace"))
 
 
 class _InProcess(TestCase):
