@@ -167,6 +167,10 @@ class DistributionProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Start the setup timer; the initiator opens the handshake."""
+        # Erlang's distribution sockets run without Nagle (dist_nodelay).
+        setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
+        if setNoDelay is not None:
+            setNoDelay(True)
         self._setupTimer = self._reactor.callLater(self._owner.setupTime, self._setupExpired)
         for packet in self._handshake.start():
             self.transport.write(frame2(packet))
