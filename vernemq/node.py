@@ -103,24 +103,34 @@ class NodeService(MultiService):
         if self.cluster is not None:
             data = self.cluster.datachannel.connect_params()
             if data is not None:
-                found.append(f"vmq clustering on {data.host}:{data.port}")
+                kind = "vmqs" if data.tls else "vmq"
+                found.append(f"{kind} clustering on {data.host}:{data.port}")
         return found
 
     def startService(self) -> None:
         """Start every child, then say once where the node listens."""
         super().startService()
-        addresses = ", ".join(self._addresses())
-        self.log.info(
-            "node {nodename} started; listening: {addresses}",
-            nodename=self.config["nodename"],
-            addresses=addresses or "nothing",
-        )
+        reactor = self.broker.reactor
+        if getattr(reactor, "running", True) is False:
+            # Say "started" once the reactor runs: its SIGTERM handler is in
+            # place by then, so a stop right after the line is a clean one.
+            reactor.callWhenRunning(self._logStarted)  # type: ignore[attr-defined]
+        else:
+            self._logStarted()
         # Everything allocated so far lives as long as the node: move it out
         # of the cyclic collector's sight, so that full collections (which
         # otherwise walk every module, class and config object) stay short
         # and do not show in message latency.
         gc.collect()
         gc.freeze()
+
+    def _logStarted(self) -> None:
+        addresses = ", ".join(self._addresses())
+        self.log.info(
+            "node {nodename} started; listening: {addresses}",
+            nodename=self.config["nodename"],
+            addresses=addresses or "nothing",
+        )
 
     def stopService(self) -> Any:
         """Close client connections, then stop listening."""
@@ -158,6 +168,10 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
     node.distribution = distributionServiceFromConfig(config, reactor, node.epmd)
     node.dist = node.distribution.node
     node.distribution.setServiceParent(node)
+    for spec in config.listeners:
+        if spec.kind == "vmqs":
+            # Before the cluster: its data channel serves and dials with them.
+            node.cluster_tls[spec.name] = clusterTLS(config, spec)
     node.cluster = makeCluster(config, node, reactor)
     for spec in config.mqtt_listeners():
         if spec.kind not in SERVED_LISTENER_KINDS:
@@ -165,10 +179,6 @@ def makeNodeService(config: Config, reactor: Any) -> NodeService:
         listener = buildListener(config, spec, broker, reactor)
         node.registry.add(listener)
         listener.service.setServiceParent(node)
-    for spec in config.listeners:
-        if spec.kind == "vmqs":
-            # Validated now; the data channel (a later issue) uses them.
-            node.cluster_tls[spec.name] = clusterTLS(config, spec)
     if config["manhole"]:
         _manholeService(config, node, reactor).setServiceParent(node)
     return node
