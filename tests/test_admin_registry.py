@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from tests.clusterhelpers import FakeNetwork, FakeNode, coroutine, run
 from vernemq.admin.cli import exportAdminCommand, parseCommandLine, runRemote
-from vernemq.admin.cluster import registerClusterCommands
+from vernemq.admin.cluster import registerClusterCommands, registerMetadataCommands
 from vernemq.admin.registry import (
     Alert,
     CommandRegistry,
@@ -244,6 +244,53 @@ class ClusterCommandTests(SynchronousTestCase):
         status, out = runCommand(ra, "cluster", "leave", "node=b@h", "--timeout=0")
         self.assertEqual(1, status)
         self.assertIn("Invalid value for --timeout", out)
+
+
+class MetadataCommandTests(SynchronousTestCase):
+    """C{cluster metadata}: a read-only summary that is equal on converged replicas."""
+
+    def test_summary(self) -> None:
+        """
+        One row per prefix with live entries, tombstones and a digest;
+        two replicas print the same table once they have exchanged.
+        """
+        from random import Random
+
+        from vernemq.cluster.metadata import MetadataStore
+        from vernemq.cluster.metadata.testing import MemoryNetwork
+
+        network = MemoryNetwork()
+        stores: list[MetadataStore] = []
+        registries = []
+        for name in ("a@h", "b@h"):
+            store = MetadataStore(name, network.transport(name), lambda: 1000.0, Random(0))
+            network.attach(name, store.receive)
+            stores.append(store)
+            registry = CommandRegistry()
+            registerMetadataCommands(registry, store)
+            registries.append(registry)
+        for store in stores:
+            store.set_members(["a@h", "b@h"])
+        self.assertEqual((0, "No metadata.\n"), runCommand(registries[0], "cluster", "metadata"))
+        prefix = (Atom("vmq"), Atom("retain"))
+        stores[0].put(prefix, (b"", b"t/1"), b"one")
+        stores[0].put(prefix, (b"", b"t/2"), b"two")
+        network.run(lambda: [store.flush() for store in stores])
+        stores[1].delete(prefix, (b"", b"t/2"))
+        network.run(lambda: [store.flush() for store in stores])
+        status, out = runCommand(registries[0], "cluster", "metadata", "--format=json")
+        self.assertEqual(0, status)
+        [element] = json.loads(out)
+        [row] = element["table"]
+        self.assertEqual(
+            # The tombstone was collected once both members had seen it.
+            {"Prefix": "(Atom('vmq'), Atom('retain'))", "Entries": 1, "Tombstones": 0},
+            {k: row[k] for k in ("Prefix", "Entries", "Tombstones")},
+        )
+        self.assertEqual(
+            runCommand(registries[0], "cluster", "metadata"),
+            runCommand(registries[1], "cluster", "metadata"),
+        )
 
 
 class RemoteTests(SynchronousTestCase):

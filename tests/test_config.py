@@ -495,11 +495,7 @@ class UnimplementedTests(SynchronousTestCase):
         )
         self.assertEqual(
             config.unimplemented_keys(),
-            [
-                "listener.http.default",
-                "listener.vmqs.clustering",
-                "listener.tcp.active_n",
-            ],
+            ["listener.http.default", "listener.tcp.active_n"],
         )
 
 

@@ -269,6 +269,17 @@ class ImplementedTests(SynchronousTestCase):
             "outgoing_clustering_flush_threshold",
             "outgoing_cluster_handshake_ack_timeout",
             "outgoing_connect_timeout",
+            # The data channel over TLS (issue 7).
+            "listener.vmqs.clustering",
+            "listener.vmqs.certfile",
+            "listener.vmqs.keyfile",
+            "listener.vmqs.cafile",
+            "listener.vmqs.default.require_certificate",
+            "listener.vmqs.default.tls_version",
+            "listener.vmqs.ciphers",
+            "listener.vmqs.crlfile",
+            "listener.vmqs.depth",
+            "listener.vmqs.tls_handshake_timeout",
         ]:
             setting = SCHEMA.lookup(key)
             assert setting is not None, key
@@ -276,15 +287,16 @@ class ImplementedTests(SynchronousTestCase):
 
     def test_notImplemented(self) -> None:
         """
-        The data channel's TLS and per-listener settings, HTTP, PSK, socket tuning and some
-        plugins are accepted but not implemented.
+        The data channel's per-listener settings other than TLS, HTTP, PSK, socket tuning
+        and some plugins are accepted but not implemented.
         """
         for key in [
-            "listener.vmqs.clustering",
             "listener.vmq.max_connections",
             "listener.vmq.clustering.mountpoint",
-            "listener.vmqs.certfile",
-            "listener.vmqs.default.require_certificate",
+            "listener.vmqs.max_connections",
+            "listener.vmqs.clustering.mountpoint",
+            "listener.vmqs.eccs",
+            "listener.vmqs.high_watermark",
             "listener.http.default",
             "listener.http.proxy_protocol",
             "listener.https.certfile",

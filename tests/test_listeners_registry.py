@@ -77,6 +77,13 @@ class NodeListenersTests(SynchronousTestCase):
         server, client = self.node.cluster_tls["clustering"]
         self.assertIsInstance(server, ServerTLS)
         self.assertIsInstance(client, ClientTLS)
+        # The data channel serves listener.vmqs over TLS with that context.
+        vmqs = factories[44054]
+        self.assertIsInstance(vmqs, TLSMemoryBIOFactory)
+        self.assertEqual(vmqs.wrappedFactory.label, "listener.vmqs.clustering")
+        assert self.node.cluster is not None
+        params = self.node.cluster.datachannel.connect_params()
+        self.assertEqual(params, ("127.0.0.1", 44054, True))
 
     def test_show(self) -> None:
         """One row per listener with VerneMQ's columns."""

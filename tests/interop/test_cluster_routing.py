@@ -5,6 +5,8 @@ C{mosquitto_sub} on node 1, publish with C{mosquitto_pub} on node 3, the
 message arrives once (over the C{listener.vmq.clustering} data channel);
 a retained message published on node 2 is seen by subscribers on nodes 1
 and 3 (replicated through the metadata store over the distribution).
+L{TLSClusterRoutingTests} runs the same over C{listener.vmqs} (TLS with
+client certificates required).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.interop.nodeprocess import NodeProcess, freePort, requireProgram
 from tests.interop.test_cluster_admin import clusterStatus, vmqAdmin, waitFor
 from tests.interop.test_mosquitto_clients import Subscriber, publish
+from tests.tlshelpers import Certificates
 
 COOKIE = "cluster-routing-test-cookie"
 
@@ -53,7 +56,7 @@ class ClusterRoutingTests(SynchronousTestCase):
                     f"distributed_cookie = {COOKIE}",
                     "erlang.epmd.mode = auto",
                     f"erlang.epmd.port = {epmdPort}",
-                    f"listener.vmq.clustering = 127.0.0.1:{freePort()}",
+                    *self.dataListener(base),
                 ],
             )
             self.nodes.append(node)
@@ -68,6 +71,10 @@ class ClusterRoutingTests(SynchronousTestCase):
             )
         everyone = dict.fromkeys(self.names, True)
         waitFor(lambda: clusterStatus(n1) == everyone, 10, "all running")
+
+    def dataListener(self, base: str) -> list[str]:
+        """The configuration lines of one node's data channel listener."""
+        return [f"listener.vmq.clustering = 127.0.0.1:{freePort()}"]
 
     def test_publishAcrossNodes(self) -> None:
         """
@@ -137,3 +144,27 @@ class ClusterRoutingTests(SynchronousTestCase):
             [f"s/x m{i}" for i in range(20)],
         )
         self.assertTrue(got[0] and got[1], got)
+
+
+class TLSClusterRoutingTests(ClusterRoutingTests):
+    """
+    The same over C{listener.vmqs}: every node serves (and, as VerneMQ's
+    peers do, is dialled on) its TLS data listener, with client
+    certificates verified against the CA.
+    """
+
+    def dataListener(self, base: str) -> list[str]:
+        """A C{vmqs} listener with CA-signed certificates, client certificates required."""
+        certs = getattr(self, "certs", None)
+        if certs is None:
+            certs = self.certs = Certificates(os.path.abspath(os.path.join(base, "certs")))
+        return [
+            f"listener.vmqs.clustering = 127.0.0.1:{freePort()}",
+            *certs.listenerLines("listener.vmqs.clustering", require_certificate="on"),
+        ]
+
+    def test_publishAcrossNodes(self) -> None:
+        """As over TCP; every node says it serves the data channel over TLS."""
+        super().test_publishAcrossNodes()
+        for node in self.nodes:
+            self.assertIn("vmqs clustering on 127.0.0.1:", node.log())

@@ -29,10 +29,12 @@ error with exit status 1.
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from vernemq.admin.registry import Alert, CommandRegistry, FlagSpec, KeySpec, Table, Text
 from vernemq.cluster.membership import JoinRefused, LeaveRefused, Membership
+from vernemq.cluster.metadata import TOMBSTONE, MetadataStore
 from vernemq.cluster.readiness import Readiness
 from vernemq.dist.handshake import splitNodeName
 
@@ -45,6 +47,7 @@ vmq-admin cluster <sub-command>
     show        Prints the cluster members and whether each one is running
     join        Joins this node to a cluster
     leave       Makes a node leave the cluster
+    metadata    Prints a summary of this node's replicated metadata
 
   Use --help after a sub-command for more details.
 """
@@ -171,4 +174,54 @@ def registerClusterCommands(
     )
 
 
-__all__ = ["registerClusterCommands"]
+METADATA_USAGE = """\
+vmq-admin cluster metadata [--format=json]
+
+  Prints one row per prefix of this node's replica of the cluster metadata
+  (subscribers, retained messages...): its live entries, its tombstones and
+  a digest of every key and version. After a netsplit heals, every node
+  prints the same table once the replicas have converged. Read-only.
+"""
+
+
+def metadataSummary(store: MetadataStore) -> list[list[tuple[str, Any]]]:
+    """
+    The rows of C{cluster metadata}: per prefix, sorted, the count of live
+    entries and tombstones and a digest of the C{(key, version, deleted)}
+    triples (equal digests: equal replicas of that prefix).
+    """
+    prefixes: dict[str, list[str]] = {}
+    tombstones: dict[str, int] = {}
+    for (prefix, key), (version, value) in store.snapshot().items():
+        name = repr(prefix)
+        deleted = value is TOMBSTONE
+        prefixes.setdefault(name, []).append(repr((key, version, deleted)))
+        tombstones[name] = tombstones.get(name, 0) + deleted
+    rows = []
+    for name in sorted(prefixes):
+        lines = sorted(prefixes[name])
+        digest = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()[:16]
+        rows.append(
+            [
+                ("Prefix", name),
+                ("Entries", len(lines) - tombstones[name]),
+                ("Tombstones", tombstones[name]),
+                ("Digest", digest),
+            ]
+        )
+    return rows
+
+
+def registerMetadataCommands(registry: CommandRegistry, store: MetadataStore) -> None:
+    """Add the read-only C{cluster metadata} to C{registry}."""
+
+    def metadata(keys: dict[str, Any], flags: dict[str, Any]) -> list[Any]:
+        rows = metadataSummary(store)
+        if not rows:
+            return [Text("No metadata.")]
+        return [Table(rows)]
+
+    registry.register(("cluster", "metadata"), metadata, usage=METADATA_USAGE)
+
+
+__all__ = ["metadataSummary", "registerClusterCommands", "registerMetadataCommands"]

@@ -64,6 +64,7 @@ from vernemq.plugins.hooks import Error, HookChain, Ok
 
 if TYPE_CHECKING:
     from vernemq.cluster.routing import ClusterRouter
+    from vernemq.cluster.sessions import ClusterSessions
     from vernemq.mqtt.protocol import MQTTProtocol
 
 __all__ = ["Broker"]
@@ -117,6 +118,10 @@ class Broker:
         #: this flag and does nothing more.
         self.clustered = False
         self.cluster_router: ClusterRouter | None = None
+        #: Registration coordination and session moves across nodes
+        #: (L{vernemq.cluster.sessions.ClusterSessions}), used while
+        #: C{clustered}.
+        self.cluster_sessions: ClusterSessions | None = None
         #: Operations refused because of a netsplit, by VerneMQ metric name.
         self.netsplit_errors = {
             "mqtt_connect_error": 0,
@@ -365,8 +370,7 @@ class Broker:
         modifiers = answer.modifiers
         will = pkt.will
         if will is None:
-            self._accept(conn, pkt, sid, assigned, modifiers, None, 0)
-            return None
+            return self._accept(conn, pkt, sid, assigned, modifiers, None, 0)
         max_depth = self.config["topic_max_depth"]
         if not validate_topic_name(will.topic, max_depth):
             conn.refuse(0x90, f"invalid will topic {will.topic!r}")
@@ -408,13 +412,13 @@ class Broker:
         modifiers: Any,
         will: Message,
         delay: int,
-    ) -> None:
+    ) -> Deferred[None] | None:
         if conn.closed:
-            return
+            return None
         if not isinstance(answer, Ok):
             conn.refuse(0x87, f"will to {will.topic!r} not authorized: {answer.reason}")
-            return
-        self._accept(conn, pkt, sid, assigned, modifiers, will, delay)
+            return None
+        return self._accept(conn, pkt, sid, assigned, modifiers, will, delay)
 
     def _accept(
         self,
@@ -425,14 +429,54 @@ class Broker:
         modifiers: Any,
         will: Message | None,
         will_delay: int,
-    ) -> None:
-        """Register the session (taking over any older connection), CONNACK."""
-        config = self.config
+    ) -> Deferred[None] | None:
+        """
+        Register the session (taking over any older connection, on this
+        node or, while clustered, another: L{vernemq.cluster.sessions}),
+        CONNACK.
+        """
         if self.netsplit and not self.netsplit_allows("register", modifiers):
             # VerneMQ: registration answers not_ready; CONNACK 3 / 0x88.
             self.netsplit_errors["mqtt_connect_error"] += 1
             conn.refuse(0x88, f"can't register client {sid[1]!r} due to reason not_ready")
+            return None
+        coordinator = self.cluster_sessions
+        if self.clustered and coordinator is not None:
+            d = coordinator.register(sid, pkt.clean_start)
+            if d is not None:
+                args = (conn, pkt, sid, assigned, modifiers, will, will_delay)
+                return d.addCallbacks(
+                    lambda _: self._register_local(*args),
+                    lambda failure: self._not_registered(failure, conn, sid),
+                )
+        self._register_local(conn, pkt, sid, assigned, modifiers, will, will_delay)
+        return None
+
+    def _not_registered(self, failure: Any, conn: MQTTProtocol, sid: tuple[str, str]) -> None:
+        """The cluster could not coordinate the registration: C{not_ready}."""
+        if conn.closed:
             return
+        self.netsplit_errors["mqtt_connect_error"] += 1
+        conn.refuse(
+            0x88,
+            f"can't register client {sid[1]!r} due to reason not_ready "
+            f"({failure.getErrorMessage()})",
+        )
+
+    def _register_local(
+        self,
+        conn: MQTTProtocol,
+        pkt: Connect,
+        sid: tuple[str, str],
+        assigned: str | None,
+        modifiers: Any,
+        will: Message | None,
+        will_delay: int,
+    ) -> None:
+        """Register the session on this node (taking over a local one), CONNACK."""
+        if conn.closed:
+            return
+        config = self.config
         v5 = pkt.version == 5
         props = pkt.properties
         if v5:
@@ -530,6 +574,10 @@ class Broker:
             username=pkt.username,
         )
         session.resume()
+        if self.clustered and self.cluster_router is not None:
+            # This node hosts the session now: its subscriber entry says so
+            # (or goes, for a clean start that replaced one elsewhere).
+            self.cluster_router.subscriptions_changed(session)
         self.hooks.all("on_register", conn.peer, sid, pkt.username)
         self.hooks.all("on_client_wakeup", sid)
 

@@ -708,6 +708,15 @@ class Session:
         if self.conn is None:
             self.broker.end_session(self, "expired")
 
+    def park(self) -> None:
+        """
+        An offline session that arrived without a connection (moved here
+        from another node, L{vernemq.cluster.sessions}): start its expiry
+        (afresh), as if its connection had just gone.
+        """
+        if self.conn is None and self.expiry is not None and self._expiry_call is None:
+            self._expiry_call = self.broker.reactor.callLater(self.expiry, self._expired)
+
     def _cancel_expiry(self) -> None:
         if self._expiry_call is not None:
             if self._expiry_call.active():

@@ -68,8 +68,13 @@ failed synchronously, which Twisted never reports).
 TLS (C{listener.vmqs.*}) plugs in through the endpoint factories: pass a
 C{server_endpoint_factory} that builds TLS server endpoints for C{vmqs}
 listener specs and a C{client_endpoint_factory} that builds TLS client
-endpoints for a L{PeerAddress} whose C{tls} is true.  The defaults speak
-plain TCP only and refuse TLS rather than guess at certificates.
+endpoints for a L{PeerAddress} whose C{tls} is true
+(L{vernemq.cluster.datatls.DataChannelTLS} does both).  The defaults speak
+plain TCP only and refuse TLS rather than guess at certificates.  Over
+TLS the connecting side says hello only once the handshake is done (at
+most C{connect_timeout} after the connect), so the ack timeout never
+counts handshake time, and a handshake that fails is logged once with
+OpenSSL's reason.
 """
 
 from __future__ import annotations
@@ -79,6 +84,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, NamedTuple
 
+from OpenSSL import SSL
 from twisted.application.internet import ClientService
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
@@ -86,6 +92,7 @@ from twisted.internet.endpoints import HostnameEndpoint, serverFromString
 from twisted.internet.interfaces import (
     IAddress,
     IDelayedCall,
+    IHandshakeListener,
     IProtocol,
     IProtocolFactory,
     IPushProducer,
@@ -121,6 +128,7 @@ from vernemq.cluster.dataframes import (
 from vernemq.config.loader import Config, ListenerSpec
 from vernemq.config.schema import CLUSTER_KINDS
 from vernemq.dist.etf import Atom
+from vernemq.listeners.tls import describe_handshake_failure
 from vernemq.listening import ListenerService
 
 __all__ = [
@@ -623,27 +631,63 @@ def _format_address(addr: IAddress) -> str:
 # The outgoing side
 
 
-@implementer(IPushProducer)
+@implementer(IPushProducer, IHandshakeListener)
 class OutgoingDataProtocol(Protocol):
     """
-    The connecting end of one link: hello, wait for the ack (or the ack
-    timeout), then hand itself to its L{OutgoingDataChannel}, which writes
-    frames through L{write_frames}.
+    The connecting end of one link: (over TLS, the handshake first) hello,
+    wait for the ack (or the ack timeout), then hand itself to its
+    L{OutgoingDataChannel}, which writes frames through L{write_frames}.
+
+    @ivar tls: whether the connection runs over TLS (the peer advertised
+        C{vmqs}): the hello waits for L{handshakeCompleted}.
     """
 
     transport: Any
 
-    def __init__(self, link: OutgoingDataChannel) -> None:
+    def __init__(self, link: OutgoingDataChannel, tls: bool = False) -> None:
         self._link = link
         self._ack = AckDecoder()
         self._timer: IDelayedCall | None = None
+        self._abort: IDelayedCall | None = None
         self.ready = False
+        self.tls = tls
+        self._secured = not tls
 
     def connectionMade(self) -> None:
-        """Say hello; wait at most C{ack_timeout} for the ack."""
+        """
+        Say hello, or over TLS give the handshake C{connect_timeout}
+        seconds first.
+        """
+        link = self._link
+        link._connection = self
+        self.transport.registerProducer(self, True)
+        if self._secured:
+            self._say_hello()
+        else:
+            self._timer = link.reactor.callLater(
+                link.settings.connect_timeout, self._handshake_timed_out
+            )
+
+    def handshakeCompleted(self) -> None:
+        """The TLS handshake is done (the peer's certificate verified): say hello."""
+        if self._secured:
+            return
+        self._secured = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        self._say_hello()
+
+    def _handshake_timed_out(self) -> None:
+        self._timer = None
+        link = self._link
+        link._note_failure(f"no TLS handshake within {link.settings.connect_timeout:g} s")
+        self.transport.abortConnection()
+
+    def _say_hello(self) -> None:
+        """Send the hello; wait at most C{ack_timeout} for the ack."""
         link = self._link
         hello = encode_hello(link.local_node)
-        self.transport.registerProducer(self, True)
         self.transport.write(hello)
         link.counters.bytes_sent += len(hello)
         self._timer = link.reactor.callLater(link.settings.ack_timeout, self._ack_timed_out)
@@ -669,6 +713,19 @@ class OutgoingDataProtocol(Protocol):
             self._link._protocol_error(e)
             self.transport.abortConnection()
 
+    def release(self) -> None:
+        """
+        The link stops and is about to close this connection: stop being
+        its producer (TLS holds its close until then) and, over TLS, abort
+        if the peer does not answer the close within C{connect_timeout}.
+        """
+        self.transport.unregisterProducer()
+        if self.tls and self._abort is None:
+            link = self._link
+            self._abort = link.reactor.callLater(
+                link.settings.connect_timeout, self.transport.abortConnection
+            )
+
     def write_frames(self, frames: Sequence[bytes]) -> int:
         """Write whole frames; return the bytes written."""
         if len(frames) == 1:
@@ -693,7 +750,19 @@ class OutgoingDataProtocol(Protocol):
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None
-        self._link._lost(self, reason, self.ready)
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
+        if self._link._connection is self:
+            self._link._connection = None
+        why = None
+        if self.tls and not self.ready:
+            # The handshake failed here, or (TLS 1.3) the peer refused our
+            # certificate after our side had finished.
+            why = f"TLS handshake failed: {describe_handshake_failure(reason)}"
+            if self._secured and not reason.check(SSL.Error):
+                why = None
+        self._link._lost(self, reason, self.ready, why)
         self.ready = False
 
 
@@ -702,7 +771,7 @@ class _OutgoingFactory(Factory):
         self._link = link
 
     def buildProtocol(self, addr: IAddress | None) -> OutgoingDataProtocol:
-        return OutgoingDataProtocol(self._link)
+        return OutgoingDataProtocol(self._link, self._link._dialing_tls)
 
 
 #: ClientService logs every retry at info level: once a second per
@@ -750,6 +819,7 @@ class _ResolvingEndpoint:
             raise ValueError(f"{link.peer} has no data channel listener")
         address = answer if isinstance(answer, PeerAddress) else PeerAddress(*answer)
         endpoint = link._endpoint_factory(link.reactor, address, link.settings.connect_timeout)
+        link._dialing_tls = address.tls
         return endpoint.connect(factory)
 
 
@@ -788,6 +858,8 @@ class OutgoingDataChannel(Service):
         self._paused = False
         self._flush_call: IDelayedCall | None = None
         self._failing = False
+        self._dialing_tls = False
+        self._connection: OutgoingDataProtocol | None = None
         interval = self.settings.reconnect_interval
         self._client = _LinkClientService(
             _ResolvingEndpoint(self),
@@ -860,6 +932,8 @@ class OutgoingDataChannel(Service):
         """Write what is pending if the link is up, then disconnect."""
         self.flush()
         Service.stopService(self)
+        if self._connection is not None:
+            self._connection.release()
         stopped: Deferred[None] = self._client.stopService()
         return stopped
 
@@ -885,7 +959,13 @@ class OutgoingDataChannel(Service):
         )
         self.flush()
 
-    def _lost(self, protocol: OutgoingDataProtocol, reason: Failure, was_ready: bool) -> None:
+    def _lost(
+        self,
+        protocol: OutgoingDataProtocol,
+        reason: Failure,
+        was_ready: bool,
+        why: str | None = None,
+    ) -> None:
         if self._protocol is protocol:
             self._protocol = None
             self._paused = False
@@ -906,7 +986,7 @@ class OutgoingDataChannel(Service):
                 self._failing = True
         elif not was_ready and self.running:
             self._note_failure(
-                "closed by the peer during the handshake (is this node a member there?)"
+                why or "closed by the peer during the handshake (is this node a member there?)"
             )
 
     def _attempt_failed(self, failure: Failure) -> Failure:

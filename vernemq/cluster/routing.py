@@ -12,8 +12,11 @@ What is replicated
 
   - C{(vmq, subscriber)}: key C{(Mountpoint, ClientId)} (both binaries),
     value C{{Node, [{Filter, QoS}]}}: the node hosting the session and its
-    filters, sorted.  Written by the node hosting the session whenever its
-    subscriptions change; deleted when it has none left (or the session
+    filters, sorted; a persistent session's value has a third element,
+    C{#{clean_session => false}} (what C{cluster leave} of a dead node
+    recreates, see L{vernemq.cluster.sessions}).  Written by the node
+    hosting the session whenever its subscriptions change (or a client
+    registers there); deleted when it has none left (or the session
     ended).  Only the hosting node writes an entry (it owns it).
   - C{(vmq, retain)}: key C{(Mountpoint, Topic)}, value
     C{{Payload, QoS, Properties}} with the MQTT 5.0 properties as in a
@@ -79,12 +82,16 @@ Not done yet
   - An C{enq} is not acknowledged: a message sent to a shared member on a
     node that fails before delivering it is lost.
 
-  - Queue migration (C{cluster leave -k}, a persistent session moving to
-    another node) and the recreation of a dead node's queues.
+Sessions moving between nodes (takeover, queue migration, C{cluster
+leave -k}, a dead node's queues) are L{vernemq.cluster.sessions}; an
+C{enq} item with C{#{migrated => true}} options carries a message that
+reached a session's old node after the session moved (delivered to the
+session as is).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping
@@ -128,6 +135,9 @@ _UNDEFINED: Final = Atom("undefined")
 _ENQUEUE_MANY: Final = Atom("enqueue_many")
 _DELIVER: Final = Atom("deliver")
 _SHARED: Final = Atom("shared")
+_MIGRATED: Final = Atom("migrated")
+_CLEAN_SESSION: Final = Atom("clean_session")
+_FALSE: Final = Atom("false")
 _LOCAL_ONLY: Final = POLICIES["local_only"]
 _UTF8: Final = Atom("utf8")
 _UNSPECIFIED: Final = Atom("unspecified")
@@ -356,13 +366,15 @@ class ClusterRouter:
 
     # -- local changes -----------------------------------------------------
 
-    def _subscriber_value(self, session: Session) -> tuple[Atom, list[tuple[bytes, int]]] | None:
+    def _subscriber_value(self, session: Session) -> tuple[Any, ...] | None:
         if not session.subscriptions:
             return None
         filters = sorted(
             (topic_filter.encode("utf-8"), opts.qos)
             for topic_filter, opts in session.subscriptions.items()
         )
+        if session.expiry != 0:
+            return (Atom(self.node), filters, {_CLEAN_SESSION: _FALSE})
         return (Atom(self.node), filters)
 
     def subscriptions_changed(self, session: Session) -> None:
@@ -412,6 +424,41 @@ class ClusterRouter:
             else:
                 self.counters["forward_dropped"] += 1
         return len(sent)
+
+    def message_term(self, mountpoint: str, msg: Message) -> tuple[Any, ...]:
+        """C{msg} as a C{#vmq_msg{}} record (the remaining expiry included)."""
+        return self._routed(mountpoint, msg).to_term()
+
+    def message_from_term(self, term: Any) -> Message:
+        """
+        The broker's message for a C{#vmq_msg{}} record.
+
+        @raise ValueError: C{term} is not such a record.
+        """
+        return self._message(RoutedMessage.from_term(term))
+
+    def migrated_item(
+        self, sid: tuple[str, str], msg: Message, qos: int, retain: bool
+    ) -> Item:
+        """
+        The C{enq} item that hands C{msg} (for C{qos}, with C{retain}) to
+        session C{sid} on another node, as it is: no subscription or group
+        is consulted there.
+        """
+        routed = dataclasses.replace(self._routed(sid[0], msg), retain=retain)
+        return (
+            TAG_ENQ,
+            (
+                _UNDEFINED,
+                routed.msg_ref,
+                (
+                    _ENQUEUE_MANY,
+                    (sid[0].encode("utf-8"), sid[1].encode("utf-8")),
+                    [(_DELIVER, qos, routed.to_term())],
+                    {_MIGRATED: True},
+                ),
+            ),
+        )
 
     def _item(self, mountpoint: str, msg: Message) -> Item:
         return self._routed(mountpoint, msg).to_item()
@@ -636,6 +683,9 @@ class ClusterRouter:
         if op != _ENQUEUE_MANY or not isinstance(opts, dict):
             raise ValueError("not an enqueue_many request")
         sid = (_text(rawMountpoint), _text(rawClientId))
+        if _MIGRATED in opts:
+            self._enqueue_migrated(sid, msgs)
+            return
         shared_filter = _text(opts.get(_SHARED, b""))
         group_name, topic_filter = parse_shared(shared_filter)
         topics = self.broker.topics(sid[0])
@@ -661,6 +711,17 @@ class ClusterRouter:
             if member_opts.qos and msg.qos and group is not None:
                 msg = tag(msg, group)
             member.deliver(msg, member_opts.qos, member_opts.rap, member_opts.sub_ids)
+
+    def _enqueue_migrated(self, sid: tuple[str, str], msgs: Any) -> None:
+        """Messages a session's old node got after it moved here."""
+        session = self.broker.sessions.get(sid)
+        for _deliver, qos, record in msgs:
+            msg = self._message(RoutedMessage.from_term(record))
+            self.counters["enqueue_received"] += 1
+            if session is None:
+                self.counters["enqueue_undelivered"] += 1
+                continue
+            session.deliver(msg, int(qos), True, ())
 
 
 def route_forwarded(topics: Topics, msg: Message, stats: Stats) -> int:
@@ -707,8 +768,7 @@ def _filters(value: Any) -> set[tuple[str, str]]:
     """C{{(node, filter)}} of a subscriber entry (empty for C{None})."""
     if value is None:
         return set()
-    node, filters = value
-    node = str(node)
+    node, filters = str(value[0]), value[1]
     return {(node, _text(topic_filter)) for topic_filter, _qos in filters}
 
 

@@ -23,12 +23,17 @@ distribution node exists.  It wires:
     peer's connection coming up, and merged with the discovery node on a
     join;
   - the data channel (L{DataChannelService}) on the C{listener.vmq.*}
-    listeners: member-only, one link per peer, the peer's data address
-    asked over the distribution (C{vmq:cluster_data_address/0}; a
-    wildcard bind address is replaced by the address the peer was
-    reached at);
+    and C{listener.vmqs.*} listeners: member-only, one link per peer, the
+    peer's data address asked over the distribution
+    (C{vmq:cluster_data_address/0}; a wildcard bind address is replaced by
+    the address the peer was reached at); TLS (L{DataChannelTLS}) with the
+    contexts in C{node.cluster_tls}, for the C{vmqs} listeners and for
+    dialling a peer that answers with one;
   - cluster routing (L{ClusterRouter}): replicated subscriptions and
-    retained messages, one copy of a publish per remote node with a match.
+    retained messages, one copy of a publish per remote node with a match;
+  - sessions across nodes (L{ClusterSessions}): registrations coordinated
+    per C{coordinate_registrations}, takeover and queue migration, and the
+    leave hooks L{LeaveHooks.migrateQueues} / L{LeaveHooks.fixDeadQueues}.
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from twisted.logger import Logger
 from zope.interface import implementer
 
 from vernemq.admin.cli import exportAdminCommand
-from vernemq.admin.cluster import registerClusterCommands
+from vernemq.admin.cluster import registerClusterCommands, registerMetadataCommands
 from vernemq.admin.registry import CommandRegistry
 from vernemq.cluster.datachannel import (
     DataChannelService,
@@ -52,10 +57,12 @@ from vernemq.cluster.datachannel import (
     PeerAddress,
     cluster_listener_specs,
 )
+from vernemq.cluster.datatls import DataChannelTLS
 from vernemq.cluster.membership import LeaveHooks, Membership
 from vernemq.cluster.metadata import MergeReport, MetadataService, SqliteMetadataStorage
 from vernemq.cluster.readiness import Readiness
 from vernemq.cluster.routing import ClusterRouter
+from vernemq.cluster.sessions import ClusterSessions
 from vernemq.cluster.transport import DistMetadataTransport, DistTransport
 from vernemq.dist.etf import Atom
 from vernemq.dist.node import INodeObserver
@@ -75,6 +82,7 @@ class Cluster:
     metadata: MetadataService
     datachannel: DataChannelService
     router: ClusterRouter
+    sessions: ClusterSessions | None = None
 
 
 def _history(node: NodeService) -> str | None:
@@ -135,6 +143,7 @@ def makeCluster(config: Any, node: NodeService, reactor: Any) -> Cluster:
         SqliteMetadataStorage.in_data_dir(config["platform_data_dir"]),
     )
     mdTransport.listen(metadata.store.receive)
+    registerMetadataCommands(registry, metadata.store)
     holder: list[DataChannelService] = []
     router = ClusterRouter(
         transport.name,
@@ -143,18 +152,34 @@ def makeCluster(config: Any, node: NodeService, reactor: Any) -> Cluster:
         lambda peer, item: holder[0].send(peer, item),
         reactor.seconds,
     )
+    tls = DataChannelTLS(node.cluster_tls)
     datachannel = DataChannelService(
         transport.name,
         router,
         membership.isMember,
         dataAddressResolver(transport, rpcTimeout=config["cluster_ready_rpc_timeout"] / 1000.0),
         reactor,
-        # listener.vmqs (TLS) is not served yet: its keys warn as such.
-        listeners=[s for s in cluster_listener_specs(config) if s.kind == "vmq"],
+        listeners=cluster_listener_specs(config),
         settings=DataChannelSettings.from_config(config),
+        server_endpoint_factory=tls.server_endpoint,
+        client_endpoint_factory=tls.client_endpoint,
     )
     holder.append(datachannel)
     exportDataAddress(transport, datachannel)
+    sessions = ClusterSessions(
+        broker,
+        router,
+        transport,
+        reactor,
+        running=lambda: [n for n, up in readiness.status() if up],
+        send=lambda peer, item: holder[0].send(peer, item),
+        rpcTimeout=config["cluster_ready_rpc_timeout"] / 1000.0,
+        drainTime=config["max_drain_time"] / 1000.0,
+        batch=config["max_msgs_per_drain_step"],
+    )
+    sessions.export()
+    hooks.migrateQueues = sessions.migrateQueues
+    hooks.fixDeadQueues = sessions.fixDeadQueues
 
     async def metadataJoin(discovery: str) -> str | None:
         d = metadata.join(discovery)
@@ -171,7 +196,9 @@ def makeCluster(config: Any, node: NodeService, reactor: Any) -> Cluster:
     metadata.setServiceParent(node)
     datachannel.setServiceParent(node)
     ClusterRouting(membership, transport, metadata, datachannel, router).setServiceParent(node)
-    return Cluster(transport, membership, readiness, registry, metadata, datachannel, router)
+    return Cluster(
+        transport, membership, readiness, registry, metadata, datachannel, router, sessions
+    )
 
 
 def describeMerge(report: MergeReport) -> str | None:

@@ -50,7 +50,7 @@ LISTENER_KINDS: tuple[str, ...] = MQTT_KINDS + CLUSTER_KINDS + HTTP_KINDS
 #: Listener kinds that take TLS settings.
 TLS_KINDS: tuple[str, ...] = ("ssl", "wss", "vmqs", "https")
 #: Listener kinds that exist in this implementation today.
-IMPLEMENTED_KINDS: tuple[str, ...] = ("tcp", "ssl", "ws", "wss", "vmq")
+IMPLEMENTED_KINDS: tuple[str, ...] = ("tcp", "ssl", "ws", "wss", "vmq", "vmqs")
 
 
 class _Inherit:
@@ -407,10 +407,15 @@ def listener_setting(name: str) -> ListenerSetting | None:
 def listener_setting_implemented(ls: ListenerSetting, kind: str) -> bool:
     """
     Whether per-listener setting C{ls} works for listeners of C{kind}.  The
-    data channel (C{vmq}) serves its address only: its per-listener
+    data channel (C{vmq}, C{vmqs}) serves its address and, for C{vmqs},
+    the TLS settings (those only TLS kinds take): its other per-listener
     settings (C{max_connections}, C{mountpoint}, ...) have no effect yet.
     """
-    return ls.implemented and kind in IMPLEMENTED_KINDS and kind not in CLUSTER_KINDS
+    if not (ls.implemented and kind in IMPLEMENTED_KINDS):
+        return False
+    if kind in CLUSTER_KINDS:
+        return kind in TLS_KINDS and set(ls.kinds) <= set(TLS_KINDS)
+    return True
 
 
 def _listener_settings() -> list[Setting]:

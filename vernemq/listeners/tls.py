@@ -64,6 +64,7 @@ __all__ = [
     "TLSConfigError",
     "TLSHandshakeGuard",
     "client_identity",
+    "describe_handshake_failure",
     "tlsFactory",
 ]
 
@@ -311,7 +312,7 @@ class TLSHandshakeGuard(ProtocolWrapper):
         self._cancel()
         if not self._done and not self._reported:
             self._reported = True
-            why = _describe(reason)
+            why = describe_handshake_failure(reason)
             detail = _verify_detail(self._handle)
             self.log.warn(
                 "closing connection from {peer} on listener {listener}: "
@@ -360,8 +361,11 @@ class TLSHandshakeGuardFactory(WrappingFactory[TLSHandshakeGuard]):
         self.timeout = timeout
 
 
-def _describe(reason: Failure) -> str:
-    """Why a handshake failed, for one log line."""
+def describe_handshake_failure(reason: Failure) -> str:
+    """
+    Why a TLS connection failed, for one log line: OpenSSL's reasons
+    (e.g. C{certificate verify failed}), or the connection closing first.
+    """
     value = reason.value
     if isinstance(value, SSL.Error):
         parts = []

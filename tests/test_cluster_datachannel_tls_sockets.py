@@ -1,0 +1,204 @@
+# mypy: disable-error-code="no-untyped-call"
+"""
+The data channel over TLS (C{listener.vmqs}) on real sockets: two data
+channel services on 127.0.0.1 (ephemeral ports) with certificates from
+L{tests.tlshelpers} exchange items over TLS; a peer whose certificate the
+CA did not sign is refused with one log line and gets nothing through.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
+from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
+from twisted.trial.unittest import TestCase
+from zope.interface import implementer
+
+from tests.test_cluster_datachannel_sockets import Collector
+from tests.tlshelpers import Certificates
+from vernemq.cluster.datachannel import (
+    DataChannelService,
+    DataChannelSettings,
+    PeerAddress,
+    RoutedMessage,
+)
+from vernemq.cluster.datatls import DataChannelTLS
+from vernemq.config.loader import ListenerSpec
+from vernemq.listeners.tls import ClientTLS, ServerTLS
+
+A = "a@127.0.0.1"
+B = "b@127.0.0.1"
+E = "e@127.0.0.1"
+COUNT = 2_000
+
+
+@implementer(ILogObserver)
+class Warnings:
+    """Keeps the warnings (and worse) logged while the test runs."""
+
+    def __init__(self) -> None:
+        self.events: list[LogEvent] = []
+
+    def __call__(self, event: LogEvent) -> None:
+        if event.get("log_level", LogLevel.info) >= LogLevel.warn:
+            self.events.append(event)
+
+
+class TLSDataChannelTests(TestCase):
+    """
+    Nodes with C{vmqs} listeners (C{require_certificate = on}), real TLS
+    on loopback.
+    """
+
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.certs = Certificates(self.mktemp())
+        self.services: dict[str, DataChannelService] = {}
+        self.warnings = Warnings()
+        globalLogPublisher.addObserver(self.warnings)
+        self.addCleanup(globalLogPublisher.removeObserver, self.warnings)
+
+    async def _until(self, check: Any) -> None:
+        while not check():
+            await deferLater(reactor, 0.01)
+
+    def node(
+        self, name: str, listener: str, trusted: bool, handler: Collector
+    ) -> DataChannelService:
+        """
+        A started data channel for C{name} with one C{vmqs} listener: the
+        CA-signed certificate, or (C{trusted=False}) one from another CA;
+        the test CA as cafile either way.
+        """
+        settings = {
+            "certfile": self.certs.server if trusted else self.certs.untrusted,
+            "keyfile": self.certs.serverKey if trusted else self.certs.untrustedKey,
+            "cafile": self.certs.ca,
+            "require_certificate": True,
+            "tls_version": "tlsv1.2",
+            "depth": 1,
+            "tls_handshake_timeout": 5000,
+        }
+        label = f"listener.vmqs.{listener}"
+        tls = DataChannelTLS(
+            {listener: (ServerTLS(settings, label), ClientTLS(settings, label))}
+        )
+
+        def resolve(node: str) -> PeerAddress | None:
+            return self.services[node].connect_params()
+
+        service = DataChannelService(
+            name,
+            handler,
+            lambda node: node in (A, B, E),
+            resolve,
+            reactor,
+            listeners=[ListenerSpec("vmqs", listener, "127.0.0.1", 0, None, settings)],
+            # One attempt per test: a refused peer would retry every second.
+            settings=DataChannelSettings(reconnect_interval=30.0),
+            server_endpoint_factory=tls.server_endpoint,
+            client_endpoint_factory=tls.client_endpoint,
+        )
+        self.services[name] = service
+        service.startService()
+        self.addCleanup(service.stopService)
+        return service
+
+    def test_exchange(self) -> Deferred[None]:
+        """
+        Two nodes whose certificates the CA signed exchange items both
+        ways over TLS, in order, none lost: half sent before the link is
+        up (buffered), half after.
+        """
+        return Deferred.fromCoroutine(self._exchange())
+
+    async def _exchange(self) -> None:
+        collectors = {A: Collector(COUNT), B: Collector(COUNT)}
+        for name in (A, B):
+            self.node(name, "clustering", True, collectors[name])
+        params = self.services[A].connect_params()
+        assert params is not None
+        self.assertTrue(params.tls)
+        links = {A: self.services[A].add_peer(B), B: self.services[B].add_peer(A)}
+
+        def send(name: str, start: int, stop: int) -> None:
+            for i in range(start, stop):
+                message = RoutedMessage(f"t/{name}", bytes(64), qos=1, msg_ref=b"%d" % i)
+                self.assertTrue(links[name].send(message.to_item()))
+
+        half = COUNT // 2
+        send(A, 0, half)
+        send(B, 0, half)
+        await self._until(lambda: links[A].reachable and links[B].reachable)
+        send(A, half, COUNT)
+        send(B, half, COUNT)
+        await collectors[A].done
+        await collectors[B].done
+
+        for receiver, sender in ((A, B), (B, A)):
+            got = collectors[receiver].items
+            self.assertEqual({node for node, _ in got}, {sender})
+            refs = [RoutedMessage.from_term(item[1]).msg_ref for _, item in got]
+            self.assertEqual(refs, [b"%d" % i for i in range(COUNT)])
+            self.assertEqual(self.services[receiver].inbound_nodes(), [sender])
+        self.assertEqual(self.warnings.events, [])
+
+    def test_untrustedPeer(self) -> Deferred[None]:
+        """
+        A peer whose certificate does not verify against the cafile is
+        refused: its connection to us fails the handshake with one log
+        line on our listener, our connection to it fails with one line on
+        our link, and no item crosses either way.
+        """
+        return Deferred.fromCoroutine(self._untrusted())
+
+    async def _untrusted(self) -> None:
+        collectors = {A: Collector(1), E: Collector(1)}
+        good = self.node(A, "clustering", True, collectors[A])
+        bad = self.node(E, "rogue", False, collectors[E])
+        fromE = bad.add_peer(A)
+        toE = good.add_peer(E)
+        self.assertTrue(fromE.send(RoutedMessage("t", b"from e").to_item()))
+        self.assertTrue(toE.send(RoutedMessage("t", b"to e").to_item()))
+
+        def refused() -> list[LogEvent]:
+            return [
+                e
+                for e in self.warnings.events
+                if e.get("listener") == "listener.vmqs.clustering"
+            ]
+
+        def unreachable(peer: str) -> list[LogEvent]:
+            return [
+                e
+                for e in self.warnings.events
+                if e.get("cluster_event") == "data_link_unreachable" and e.get("peer") == peer
+            ]
+
+        await self._until(lambda: refused() and unreachable(A) and unreachable(E))
+        # Let anything else that would be logged for these attempts arrive.
+        await deferLater(reactor, 0.5)
+
+        [refusal] = refused()
+        self.assertIn("TLS handshake failed", refusal["log_format"])
+        self.assertEqual(refusal["why"], "client certificate not issued by a trusted CA")
+        [ours] = unreachable(E)
+        self.assertIn("TLS handshake failed", ours["why"])
+        self.assertIn("certificate verify failed", ours["why"])
+        [theirs] = unreachable(A)
+        self.assertIn("TLS handshake failed", theirs["why"])
+        self.assertFalse(fromE.reachable)
+        self.assertFalse(toE.reachable)
+        self.assertEqual(good.inbound_nodes(), [])
+        self.assertEqual(bad.inbound_nodes(), [])
+        self.assertEqual(collectors[A].items, [])
+        self.assertEqual(collectors[E].items, [])
+        self.assertEqual(good.totals().items_received, 0)
+        self.assertEqual(bad.totals().items_received, 0)
+        # On A: the refusal of E's connection and the failure of its own link only.
+        onA = [e for e in self.warnings.events if e in refused() or e in unreachable(E)]
+        self.assertEqual(len(onA), 2)
