@@ -48,19 +48,22 @@ def freePort() -> int:
 
 
 def waitForPort(
-    port: int, timeout: float = 20.0, process: subprocess.Popen[bytes] | None = None
+    port: int,
+    timeout: float = 20.0,
+    process: subprocess.Popen[bytes] | None = None,
+    host: str = "127.0.0.1",
 ) -> None:
-    """Block until something accepts TCP connections on 127.0.0.1:C{port}."""
+    """Block until something accepts TCP connections on C{host}:C{port}."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process is not None and process.poll() is not None:
             raise AssertionError(f"node exited early with status {process.returncode}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return
         except OSError:
             time.sleep(0.05)
-    raise AssertionError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    raise AssertionError(f"nothing listens on {host}:{port} after {timeout}s")
 
 
 def portIsFree(port: int) -> bool:
@@ -76,20 +79,29 @@ class NodeProcess:
     """
     A vernemq node in a subprocess with its own directory and config.
 
-    @ivar port: the MQTT TCP port on 127.0.0.1.
+    @ivar port: the MQTT TCP port on C{host}.
+    @ivar host: the address of the MQTT listener (127.0.0.1 by default).
     @ivar directory: the node's working directory (data, logs, config).
+    @ivar prefix: a command the node runs under, e.g. C{ip netns exec ns1}.
     """
 
     def __init__(
-        self, directory: str, extraConfig: Iterable[str] = (), port: int | None = None
+        self,
+        directory: str,
+        extraConfig: Iterable[str] = (),
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        prefix: Iterable[str] = (),
     ) -> None:
         self.directory = directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
         self.port = port if port is not None else freePort()
+        self.host = host
+        self.prefix = list(prefix)
         self.configPath = os.path.join(directory, "vernemq.conf")
         lines = [
             "nodename = VerneMQ@127.0.0.1",
-            f"listener.tcp.default = 127.0.0.1:{self.port}",
+            f"listener.tcp.default = {host}:{self.port}",
             "allow_anonymous = on",
             f"platform_data_dir = {os.path.join(directory, 'data')}",
             # Parallel test nodes must not fight over the host's epmd port;
@@ -116,14 +128,14 @@ class NodeProcess:
         env["PYTHONPATH"] = CHECKOUT + os.pathsep + env.get("PYTHONPATH", "")
         self._log = open(self.logPath, "wb")
         self.process = subprocess.Popen(
-            [*TWISTD, "-n", "--pidfile=", "vernemq", "-c", self.configPath],
+            [*self.prefix, *TWISTD, "-n", "--pidfile=", "vernemq", "-c", self.configPath],
             cwd=self.directory,
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )
         try:
-            waitForPort(self.port, process=self.process)
+            waitForPort(self.port, process=self.process, host=self.host)
             # The port accepts as soon as it is bound, before the reactor
             # runs and installs its SIGTERM handler: wait for the start line.
             deadline = time.monotonic() + 20
