@@ -443,3 +443,126 @@ class PickTests(SynchronousTestCase):
 
 
 __all__ = ["SessionCluster", "Publish"]
+
+
+class LiveEntryTests(SynchronousTestCase):
+    """
+    A session connected on a node keeps its subscriber entry against a
+    later deletion or a write for an offline session made across a split.
+    """
+
+    def setUp(self) -> None:
+        self.cluster = SessionCluster(A, B, C)
+        self.a, self.b, self.c = (self.cluster[n] for n in (A, B, C))
+
+    def split(self) -> None:
+        """Cut b from a and c (metadata and distribution); b allows CONNECT."""
+        self.cluster.routing.metadata.partition([A, C], [B])
+        self.cluster.network.partition(A, B)
+        self.cluster.network.partition(B, C)
+        b = self.b.broker
+        b.config = b.config.replace(
+            allow_register_during_netsplit=True, allow_subscribe_during_netsplit=True
+        )
+        b.netsplit = True
+
+    def heal(self) -> None:
+        """Join b again, and repair the stores (anti-entropy)."""
+        self.cluster.routing.metadata.heal()
+        self.cluster.network.heal(A, B)
+        self.cluster.network.heal(B, C)
+        self.b.broker.netsplit = False
+        for _ in range(3):
+            for node in (self.a, self.b, self.c):
+                node.store.anti_entropy()
+            self.cluster.settle()
+
+    def assertRoutesToA(self, client: FakeClient, payload: bytes) -> None:
+        """A publish from c reaches C{client}, live on a."""
+        self.assertEqual(self.cluster.owner(), A)
+        self.assertEqual(self.c.router.remote_nodes("", "q/x"), [A])
+        self.c.client("pub-" + payload.decode()).publish("q/x", payload, qos=1)
+        self.cluster.settle()
+        self.assertEqual([p.payload for p in client.publishes()], [payload])
+
+    def test_tombstoneAcrossSplitReasserted(self) -> None:
+        """
+        Live on a; during a split the same client id connects and ends its
+        clean session on b (a tombstone newer than a's entry): after the
+        heal a writes its entry again and publishes from c reach it.
+        """
+        live, ack = connect(self.a, "p")
+        self.assertEqual(ack.reason_code, 0)
+        live.subscribe(("q/#", 1))
+        self.cluster.settle()
+        self.assertEqual(self.cluster.owner(), A)
+        self.split()
+        other, ack = connect(self.b, "p")
+        self.assertEqual(ack.reason_code, 0)
+        other.subscribe(("q/#", 1))
+        other.disconnect()
+        self.cluster.settle()
+        self.assertIsNone(self.b.store.get(SUBSCRIBER, KEY))
+        self.assertFalse(live.closed)
+        self.heal()
+        self.assertFalse(live.closed)
+        self.assertIn(("", "p"), self.a.broker.sessions)
+        self.assertRoutesToA(live, b"after")
+
+    def test_tombstoneWithoutSubscribingOnB(self) -> None:
+        """The same when the session on b never subscribed (b deletes a's entry)."""
+        live, _ = connect(self.a, "p")
+        live.subscribe(("q/#", 1))
+        self.cluster.settle()
+        self.split()
+        other, ack = connect(self.b, "p")
+        self.assertEqual(ack.reason_code, 0)
+        other.disconnect()
+        self.cluster.settle()
+        self.assertIsNone(self.b.store.get(SUBSCRIBER, KEY))
+        self.heal()
+        self.assertFalse(live.closed)
+        self.assertRoutesToA(live, b"x")
+
+    def test_offlineSessionAcrossSplitYields(self) -> None:
+        """
+        A persistent session of the same client id left offline on b during
+        the split (its entry newer than a's): the connected session on a
+        keeps its connection and the entry; b's queue moves to a.
+        """
+        live = persistent(self.a)
+        self.cluster.settle()
+        self.split()
+        other, ack = connect(self.b, "p", clean=False)
+        self.assertEqual(ack.reason_code, 0)
+        other.subscribe(("q/#", 1))
+        other.disconnect()
+        self.cluster.settle()
+        self.assertEqual(str(self.b.store.get(SUBSCRIBER, KEY)[0]), B)
+        self.heal()
+        self.assertFalse(live.closed)
+        self.assertNotIn(("", "p"), self.b.broker.sessions)
+        self.assertRoutesToA(live, b"y")
+
+    def test_bothConnectedOneRemains(self) -> None:
+        """
+        Connected on both sides of a split: after the heal one session
+        remains (the newer entry's), without re-assertion loops.
+        """
+        first = persistent(self.a)
+        self.cluster.settle()
+        self.split()
+        second = persistent(self.b)
+        self.cluster.settle()
+        self.heal()
+        owner = self.cluster.owner()
+        self.assertEqual(owner, B)
+        self.assertTrue(first.closed)
+        self.assertFalse(second.closed)
+        holders = [n for n in (A, B, C) if ("", "p") in self.cluster[n].broker.sessions]
+        self.assertEqual(holders, [B])
+        writes = {n: self.cluster[n].store.version(SUBSCRIBER, KEY) for n in (A, B, C)}
+        self.cluster.settle()
+        self.assertEqual(
+            writes, {n: self.cluster[n].store.version(SUBSCRIBER, KEY) for n in (A, B, C)}
+        )

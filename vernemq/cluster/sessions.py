@@ -92,8 +92,11 @@ Not done
     that has no subscriber entry for it (no subscriptions) is not
     disconnected.  (One with an entry is, once the entries replicate: a
     node that sees its live session's entry rewritten by another node
-    hands the session over to it, L{ClusterSessions._entry_changed}; the
-    same resolves duplicates made during a netsplit when it heals.)
+    whose session is connected too hands the session over to it,
+    L{ClusterSessions._entry_changed}; the same resolves duplicates made
+    during a netsplit when it heals.  An entry of a connected session
+    deleted elsewhere, or rewritten for a session left offline there, is
+    written again by its node.)
   - A moved session's expiry starts afresh on its new node.
 """
 
@@ -147,6 +150,10 @@ def _bool(value: Any) -> bool:
 
 def _text(value: Any) -> str:
     return bytes(value).decode("utf-8") if not isinstance(value, str) else value
+
+
+def _sid_key(sid: tuple[str, str]) -> tuple[bytes, bytes]:
+    return (sid[0].encode("utf-8"), sid[1].encode("utf-8"))
 
 
 def pick_node(nodes: Iterable[str], sid: tuple[str, str]) -> str:
@@ -343,10 +350,14 @@ class ClusterSessions:
         broker.cluster_sessions = self
 
     def export(self) -> None:
-        """Export C{vmq:session_takeover/4}, C{session_register/4}, C{session_adopt/1}."""
+        """
+        Export C{vmq:session_takeover/4}, C{session_register/4},
+        C{session_adopt/1}, C{session_connected/2}.
+        """
         self.transport.export("session_takeover", self._remoteTakeover)
         self.transport.export("session_register", self._remoteRegister)
         self.transport.export("session_adopt", self._remoteAdopt)
+        self.transport.export("session_connected", self._remoteConnected)
 
     def stop(self) -> None:
         """Stop following the store; drop the lingering stand-ins."""
@@ -568,14 +579,24 @@ class ClusterSessions:
 
     def _entry_changed(self, key: Any, old: Any, new: Any) -> None:
         """
-        A subscriber entry of a session live here now names another node
-        (an uncoordinated registration there, or a netsplit healed): the
-        other registration wins; this session is handed over to it.
+        The subscriber entry of a session of this node changed elsewhere.
+
+          - Deleted (a tombstone, e.g. written on the other side of a
+            netsplit by a clean session of the same client id that ended
+            there) while the session is still connected here: the entry is
+            written again, newer (L{_reassert}); a deletion never beats a
+            live connected session.
+          - Now naming another node (an uncoordinated registration there,
+            or a netsplit healed): if the session here is connected, that
+            node is asked whether its session is connected too
+            (C{vmq:session_connected/2}); if it is (or this session is not
+            connected), the other registration wins and this session is
+            handed over to it; if not (a persistent session that was only
+            left offline there), this node re-asserts its entry, and the
+            other node, seeing its own entry rewritten, hands its offline
+            session (queue) over here.
         """
-        if not (isinstance(old, tuple) and old and isinstance(new, tuple) and new):
-            return
-        target = str(new[0])
-        if str(old[0]) != self.node or target == self.node:
+        if not (isinstance(old, tuple) and old and str(old[0]) == self.node):
             return
         try:
             sid = (_text(key[0]), _text(key[1]))
@@ -583,6 +604,39 @@ class ClusterSessions:
             return
         session = self.broker.sessions.get(sid)
         if session is None:
+            return
+        if new is None:
+            if session.conn is not None:
+                self.reactor.callLater(0, self._reassert, sid, session, None)
+            return
+        if not (isinstance(new, tuple) and new):
+            return
+        target = str(new[0])
+        if target == self.node:
+            return
+        if session.conn is None:
+            self._yield(sid, session, target)
+            return
+        args = [sid[0].encode("utf-8"), sid[1].encode("utf-8")]
+        d = self.transport.call(target, "session_connected", args, self.rpcTimeout)
+
+        def answered(connected: Any) -> None:
+            if _bool(connected):
+                self._yield(sid, session, target)
+            else:
+                self.reactor.callLater(0, self._reassert, sid, session, target)
+
+        def failed(reason: Any) -> None:
+            self.reactor.callLater(0, self._reassert, sid, session, target)
+
+        d.addCallbacks(answered, failed)
+
+    def _yield(self, sid: tuple[str, str], session: Session, target: str) -> None:
+        """The registration on C{target} wins: hand C{session} over to it."""
+        if self.broker.sessions.get(sid) is not session:
+            return
+        current = self.router.store.get(SUBSCRIBER, _sid_key(sid))
+        if not (isinstance(current, tuple) and current and str(current[0]) == target):
             return
         self.log.info(
             "client {client_id} registered on node {peer} meanwhile",
@@ -592,6 +646,39 @@ class ClusterSessions:
         state = self.hand_over(session, target, migrate=True)
         if state is not None:
             Deferred.fromCoroutine(self._adopt(target, [state.to_term(self.router)]))
+
+    def _reassert(self, sid: tuple[str, str], session: Session, target: str | None) -> None:
+        """
+        C{session} is still connected here though its entry was deleted
+        (C{target} L{None}) or written by C{target}, whose session is not
+        connected: write the entry again, with a newer version.
+        """
+        if self.broker.sessions.get(sid) is not session or session.conn is None:
+            return
+        if not self.broker.clustered:
+            return
+        current = self.router.store.get(SUBSCRIBER, _sid_key(sid))
+        if target is None:
+            if current is not None:
+                return
+        elif not (isinstance(current, tuple) and current and str(current[0]) == target):
+            return
+        self.log.info(
+            "client {client_id} is connected here: its subscriber entry, {what}, is "
+            "written again",
+            client_id=sid[1],
+            what="deleted" if target is None else f"written by {target}",
+        )
+        self.router.subscriptions_changed(session)
+
+    def _remoteConnected(self, mountpoint: Any, client_id: Any) -> Any:
+        """C{vmq:session_connected(Mountpoint, ClientId)}: whether it is, here."""
+        try:
+            sid = (_text(mountpoint), _text(client_id))
+        except (TypeError, ValueError):
+            raise ErlangError(Atom("badarg")) from None
+        session = self.broker.sessions.get(sid)
+        return session is not None and session.conn is not None
 
     async def _adopt(self, target: str, terms: list[Any]) -> bool:
         """C{vmq:session_adopt(terms)} on C{target}; whether it worked (failures logged)."""
