@@ -36,6 +36,7 @@ from vernemq.cluster.dataframes import (
     encode_frame,
     encode_hello,
     encode_item,
+    encode_msg_item,
 )
 from vernemq.dist.etf import Atom, decode, encode
 
@@ -142,6 +143,72 @@ class EncodeTests(SynchronousTestCase):
         """
         self.assertEqual(CONNECT_ACK, b"vmq-connect-ack")
         self.assertEqual((CONNECT, SEND), (b"vmq-connect", b"vmq-send"))
+
+
+_TEXT = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
+
+
+class FastPathTests(SynchronousTestCase):
+    """
+    The C{msg} fast paths (L{encode_msg_item}, and the hand-written record
+    reader inside L{decode_items}) are byte for byte and term for term the
+    generic codec.
+    """
+
+    @given(
+        topic=_TEXT,
+        payload=st.binary(max_size=40),
+        qos=st.sampled_from([0, 1, 2]),
+        retain=st.booleans(),
+        dup=st.booleans(),
+        persisted=st.booleans(),
+        mountpoint=_TEXT,
+        ref=st.binary(max_size=20),
+        policy=st.sampled_from(["prefer_local", "random", "local_only"]),
+        extra=st.sampled_from(
+            [({}, None), ({Atom("p_content_type"): b"t"}, None), ({}, (Atom("expire_after"), 7))]
+        ),
+    )
+    def test_sameAsGeneric(
+        self,
+        topic: str,
+        payload: bytes,
+        qos: int,
+        retain: bool,
+        dup: bool,
+        persisted: bool,
+        mountpoint: str,
+        ref: bytes,
+        policy: str,
+        extra: Any,
+    ) -> None:
+        props, expiry = extra
+        routed = RoutedMessage(
+            topic, payload, qos, retain, mountpoint, dup, ref, persisted, policy, props, expiry
+        )
+        wire = encode_item("msg", routed.to_term())
+        item = encode_msg_item(
+            ref,
+            topic,
+            payload,
+            retain,
+            dup,
+            qos,
+            mountpoint,
+            persisted,
+            policy,
+            props or None,
+            expiry,
+        )
+        self.assertEqual(item.wire, wire)
+        self.assertEqual(tuple(item), ("msg", decode(wire[7:])))
+        [(tag, term)] = decode_items(wire + wire[:0]).items
+        generic = decode(wire[7:])
+        self.assertEqual(term, generic)
+        self.assertEqual([type(x) for x in term], [type(x) for x in generic])
+        self.assertEqual(
+            [type(x) for x in term[2] + term[7]], [type(x) for x in generic[2] + generic[7]]
+        )
 
 
 class OutgoingBatchTests(SynchronousTestCase):

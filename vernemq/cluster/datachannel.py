@@ -118,6 +118,7 @@ from vernemq.cluster.dataframes import (
     AckDecoder,
     Batch,
     DataFrameError,
+    EncodedItem,
     Hello,
     InboundDecoder,
     Item,
@@ -882,8 +883,12 @@ class OutgoingDataChannel(Service):
 
     def send(self, item: Item) -> bool:
         """See L{IDataChannel.send}."""
-        tag, term = item
-        encoded = encode_item(tag, term)
+        encoded_item: Any = item
+        if encoded_item.__class__ is EncodedItem:  # encoded once for every peer
+            encoded = encoded_item.wire
+        else:
+            tag, term = item
+            encoded = encode_item(tag, term)
         size = len(encoded)
         batch = self._batch
         settings = self.settings

@@ -56,7 +56,7 @@ import struct
 from collections.abc import Iterable
 from typing import Any, Final, NamedTuple
 
-from vernemq.dist.etf import VERSION, Atom, EtfError, decode, decode_term, encode
+from vernemq.dist.etf import VERSION, Atom, EtfError, decode, decode_term, encode, encode_term
 
 __all__ = [
     "CONNECT",
@@ -70,6 +70,7 @@ __all__ = [
     "Batch",
     "ClusterFrameTooLarge",
     "DataFrameError",
+    "EncodedItem",
     "Hello",
     "InboundDecoder",
     "InvalidClusterFrame",
@@ -81,6 +82,7 @@ __all__ = [
     "encode_hello",
     "decode_items",
     "encode_item",
+    "encode_msg_item",
 ]
 
 #: The magic that opens a link (the connecting side's hello).
@@ -178,6 +180,152 @@ def encode_item(tag: str, term: Any) -> bytes:
         raise ValueError(f"an item tag is 3 ASCII characters, not {tag!r}")
     body = encode(term)
     return raw_tag + _pack_u32(len(body)) + body
+
+
+class EncodedItem:
+    """
+    An item already encoded for the wire (see L{encode_msg_item}): the
+    link writes L{wire} as it is, so a message sent to several peers is
+    encoded once.  It still reads as the C{(tag, term)} pair of L{Item}
+    (C{tag, term = item}, C{item[1]}); the term is decoded from the bytes
+    only when asked for.
+
+    @ivar wire: the whole item: tag, length, C{term_to_binary(term)}.
+    """
+
+    __slots__ = ("_term", "tag", "wire")
+
+    def __init__(self, tag: str, wire: bytes) -> None:
+        self.tag = tag
+        self.wire = wire
+        self._term: Any = _UNSET
+
+    @property
+    def term(self) -> Any:
+        """The item's term, decoded from L{wire} (once)."""
+        if self._term is _UNSET:
+            self._term = decode(self.wire[_ITEM_HEADER:])
+        return self._term
+
+    def __len__(self) -> int:
+        return 2
+
+    def __iter__(self) -> Any:
+        yield self.tag
+        yield self.term
+
+    def __getitem__(self, index: int) -> Any:
+        return (self.tag, self.term)[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, EncodedItem):
+            return self.wire == other.wire
+        return bool(isinstance(other, tuple) and other == (self.tag, self.term))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"EncodedItem({self.tag!r}, {self.wire!r})"
+
+
+_UNSET: Final = object()
+_MSG_HEAD: Final = b"\x83h\x0cw\x07vmq_msg"  # version, {12-tuple, vmq_msg, ...
+#: "msg", the item length, the record's head, the ref's BINARY_EXT header.
+_pack_msg_head = struct.Struct(">3sI12scI").pack
+_pack_binary = struct.Struct(">cI").pack
+_TRUE_BYTES: Final = encode_term(True)
+_FALSE_BYTES: Final = encode_term(False)
+_UNDEFINED_BYTES: Final = encode_term(None)
+_EMPTY_MAP_BYTES: Final = encode_term({})
+_EMPTY_MAP_TAIL: Final = _EMPTY_MAP_BYTES + _UNDEFINED_BYTES
+_BINARY_EXT: Final = b"m"
+_SMALL_INT: Final = tuple(bytes((97, i)) for i in range(256))
+#: Encoded routing keys (topic -> list of binaries) and mountpoints.
+_fragments: dict[str, bytes] = {}
+_mountpoints: dict[str, bytes] = {}
+_policies: dict[str, bytes] = {}
+_FRAGMENT_CACHE_LIMIT: Final = 4096
+
+
+def _topic_fragment(topic: str) -> bytes:
+    encoded = _fragments.get(topic)
+    if encoded is None:
+        encoded = encode_term([word.encode("utf-8") for word in topic.split("/")])
+        if len(_fragments) >= _FRAGMENT_CACHE_LIMIT:
+            _fragments.clear()
+        _fragments[topic] = encoded
+    return encoded
+
+
+def encode_msg_item(
+    msg_ref: bytes,
+    topic: str,
+    payload: bytes,
+    retain: bool,
+    dup: bool,
+    qos: int,
+    mountpoint: str,
+    persisted: bool,
+    sg_policy: str,
+    properties: Any,
+    expiry_ts: Any,
+) -> EncodedItem:
+    """
+    The C{msg} item of a C{#vmq_msg{}} record, byte for byte what
+    C{encode_item(TAG_MSG, RoutedMessage(...).to_term())} writes, built
+    from cached fragments (the routing key, the mountpoint, the atoms)
+    instead of through the generic encoder.
+    """
+    tail = _tails.get((retain, dup, qos, mountpoint, persisted, sg_policy))
+    if tail is None:
+        tail = _tail(retain, dup, qos, mountpoint, persisted, sg_policy)
+    if properties or expiry_ts is not None:
+        tail = b"".join(
+            (
+                tail[: -len(_EMPTY_MAP_TAIL)],
+                encode_term(dict(properties)) if properties else _EMPTY_MAP_BYTES,
+                _UNDEFINED_BYTES if expiry_ts is None else encode_term(expiry_ts),
+            )
+        )
+    fragment = _fragments.get(topic) or _topic_fragment(topic)
+    n = len(msg_ref)
+    p = len(payload)
+    return EncodedItem(
+        TAG_MSG,
+        b"".join(
+            (
+                _pack_msg_head(b"msg", 22 + n + len(fragment) + p + len(tail), _MSG_HEAD, b"m", n),
+                msg_ref,
+                fragment,
+                _pack_binary(b"m", p),
+                payload,
+                tail,
+            )
+        ),
+    )
+
+
+#: Everything after the payload, by (retain, dup, qos, mountpoint,
+#: persisted, policy), with no properties and no expiry.
+_tails: dict[tuple[Any, ...], bytes] = {}
+
+
+def _tail(retain: Any, dup: Any, qos: int, mountpoint: str, persisted: Any, policy: str) -> bytes:
+    tail = b"".join(
+        (
+            _TRUE_BYTES if retain else _FALSE_BYTES,
+            _TRUE_BYTES if dup else _FALSE_BYTES,
+            _SMALL_INT[qos],
+            encode_term(mountpoint),
+            _TRUE_BYTES if persisted else _FALSE_BYTES,
+            encode_term(Atom(policy)),
+            _EMPTY_MAP_TAIL,
+        )
+    )
+    if len(_tails) >= _FRAGMENT_CACHE_LIMIT:
+        _tails.clear()
+    _tails[(retain, dup, qos, mountpoint, persisted, policy)] = tail
+    return tail
 
 
 def encode_frame(items: Iterable[bytes]) -> bytes:
@@ -310,6 +458,132 @@ def _check_magic(buf: bytes | bytearray, pos: int, magic: bytes) -> bool:
     return False
 
 
+_ATOMS_AT: Final[dict[bytes, Atom]] = {
+    encode_term(Atom(name)): Atom(name)
+    for name in ("true", "false", "undefined", "prefer_local", "local_only", "random")
+}
+_MSG_HEAD_REF: Final = _MSG_HEAD + _BINARY_EXT
+
+
+def _atom_at(body: bytes, pos: int) -> tuple[Atom, int] | None:
+    """A small UTF-8 atom of L{_ATOMS_AT} at C{pos}, or None."""
+    if body[pos] != 119:
+        return None
+    end = pos + 2 + body[pos + 1]
+    atom = _ATOMS_AT.get(body[pos:end])
+    return None if atom is None else (atom, end)
+
+
+def _decode_msg(body: bytes, start: int, stop: int) -> tuple[Any, ...] | None:
+    """
+    The C{#vmq_msg{}} record of the C{msg} item spanning C{start:stop}
+    (version byte included), read by hand for the shape this node and
+    VerneMQ write without properties or expiry; the very term
+    L{decode_term} gives.  L{None} for any other shape (the caller then
+    decodes it generically).
+    """
+    if body[start : start + 13] != _MSG_HEAD_REF or body[stop - 16 : stop] != _EMPTY_MAP_TAIL:
+        return None
+    try:
+        pos = start + 13
+        end = pos + 4 + _unpack_u32_from(body, pos)[0]
+        ref = body[pos + 4 : end]
+        pos = end
+        key: list[bytes] = []
+        if body[pos] == 108:  # LIST_EXT of binaries
+            count = _unpack_u32_from(body, pos + 1)[0]
+            pos += 5
+            for _ in range(count):
+                if body[pos] != 109:
+                    return None
+                end = pos + 5 + _unpack_u32_from(body, pos + 1)[0]
+                key.append(body[pos + 5 : end])
+                pos = end
+            if body[pos] != 106:
+                return None
+            pos += 1
+        elif body[pos] == 106:
+            pos += 1
+        else:
+            return None
+        if body[pos] != 109:
+            return None
+        end = pos + 5 + _unpack_u32_from(body, pos + 1)[0]
+        payload = body[pos + 5 : end]
+    except (IndexError, struct.error):
+        return None
+    if end > stop - 16:
+        return None
+    segment = body[end : stop - 16]
+    flags = _segments.get(segment)
+    if flags is None:
+        flags = _segment(segment)
+        if flags is None:
+            return None
+    retain, dup, qos, mountpoint, persisted, policy = flags
+    return (
+        _ATOMS_AT_VMQ_MSG,
+        ref,
+        key,
+        payload,
+        retain,
+        dup,
+        qos,
+        list(mountpoint) if mountpoint else [],
+        persisted,
+        policy,
+        {},
+        _ATOMS_AT[_UNDEFINED_BYTES],
+    )
+
+
+#: The decoded fields between the payload and the properties (retain, dup,
+#: qos, mountpoint, persisted, policy) by their bytes.
+_segments: dict[bytes, tuple[Any, ...]] = {}
+
+
+def _segment(body: bytes) -> tuple[Any, ...] | None:
+    """Parse and cache the bytes between a record's payload and properties."""
+    try:
+        pos = 0
+        if (got := _atom_at(body, pos)) is None:
+            return None
+        retain, pos = got
+        if (got := _atom_at(body, pos)) is None:
+            return None
+        dup, pos = got
+        if body[pos] != 97:
+            return None
+        qos = body[pos + 1]
+        pos += 2
+        if body[pos] == 106:
+            mountpoint: tuple[int, ...] = ()
+            pos += 1
+        elif body[pos] == 107:
+            end = pos + 3 + (body[pos + 1] << 8 | body[pos + 2])
+            mountpoint = tuple(body[pos + 3 : end])
+            pos = end
+        else:
+            return None
+        if (got := _atom_at(body, pos)) is None:
+            return None
+        persisted, pos = got
+        if (got := _atom_at(body, pos)) is None:
+            return None
+        policy, pos = got
+    except IndexError:
+        return None
+    if pos != len(body):
+        return None
+    if len(_segments) >= _FRAGMENT_CACHE_LIMIT:
+        _segments.clear()
+    flags = _segments[body] = (retain, dup, qos, mountpoint, persisted, policy)
+    return flags
+
+
+_ATOMS_AT_VMQ_MSG: Final = Atom("vmq_msg")
+
+
 def decode_items(body: bytes, max_uncompressed: int = DEFAULT_MAX_FRAME) -> Batch:
     """
     Split the body of one C{vmq-send} frame into items.
@@ -338,7 +612,11 @@ def decode_items(body: bytes, max_uncompressed: int = DEFAULT_MAX_FRAME) -> Batc
             if n == 0 or body[start] != VERSION:
                 raise InvalidItem(f"{tag} item without a term version byte")
             try:
-                term, after = decode_term(body, start + 1, max_uncompressed=max_uncompressed)
+                fast = _decode_msg(body, start, stop) if tag is TAG_MSG else None
+                if fast is not None:
+                    term, after = fast, stop
+                else:
+                    term, after = decode_term(body, start + 1, max_uncompressed=max_uncompressed)
             except EtfError as e:
                 raise InvalidItem(f"undecodable {tag} item: {e}") from None
             if after != stop:

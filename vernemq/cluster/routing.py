@@ -106,7 +106,7 @@ from vernemq.broker.shared import POLICIES, SharedGroup, tag
 from vernemq.broker.topics import parse_shared
 from vernemq.broker.trie import SubscriptionTrie
 from vernemq.cluster.datachannel import IDataItemHandler, RoutedMessage
-from vernemq.cluster.dataframes import TAG_ENQ, TAG_MSG, Item
+from vernemq.cluster.dataframes import TAG_ENQ, TAG_MSG, Item, encode_msg_item
 from vernemq.cluster.metadata.store import MetadataStore
 from vernemq.dist.etf import Atom
 
@@ -461,7 +461,24 @@ class ClusterRouter:
         )
 
     def _item(self, mountpoint: str, msg: Message) -> Item:
-        return self._routed(mountpoint, msg).to_item()
+        # What self._routed(mountpoint, msg).to_item() is, encoded once
+        # (not per peer) straight from cached fragments.
+        expiry: Any = None
+        if msg.expires_at is not None:
+            expiry = (_EXPIRE_AFTER, max(int(msg.expires_at - self._now()), 0))
+        return encode_msg_item(  # type: ignore[return-value]
+            self._refs_prefix + next(self._ref_counter).to_bytes(8, "big"),
+            msg.topic,
+            msg.payload,
+            msg.retain,
+            False,
+            msg.qos,
+            mountpoint,
+            False,
+            "prefer_local",
+            properties_to_term(msg.properties) if msg.properties else None,
+            expiry,
+        )
 
     def _routed(self, mountpoint: str, msg: Message) -> RoutedMessage:
         expiry: Any = None
@@ -659,6 +676,31 @@ class ClusterRouter:
         tag_, term = item
         try:
             if tag_ == TAG_MSG:
+                # The usual record (as _decode_msg reads it: no properties,
+                # no expiry, a plain binary payload, no mountpoint): straight
+                # to a Message, without a RoutedMessage in between.
+                if (
+                    term.__class__ is tuple
+                    and len(term) == 12
+                    and term[7] == []
+                    and term[10] == {}
+                    and term[11] == "undefined"
+                    and term[0] == "vmq_msg"
+                    and term[3].__class__ is bytes
+                    and term[6] in (0, 1, 2)
+                    and term[2].__class__ is list
+                ):
+                    retain = term[4]
+                    msg = Message(
+                        b"/".join(term[2]).decode("utf-8"),
+                        term[3],
+                        term[6],
+                        retain is True or (isinstance(retain, str) and retain == "true"),
+                    )
+                    self.counters["received"] += 1
+                    broker = self.broker
+                    route_forwarded(broker.topics(""), msg, broker.counters)
+                    return
                 routed = RoutedMessage.from_term(term)
                 msg = self._message(routed)
                 self.counters["received"] += 1
