@@ -11,55 +11,17 @@ subprocess, C{python -m vernemq.admin.cli -c <conf> ...}.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
-import time
-from collections.abc import Callable
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.interop.nodeprocess import CHECKOUT, NodeProcess, freePort
+from tests.interop.clusternodes import clusterStatus, vmqAdmin, waitFor
+from tests.interop.nodeprocess import NodeProcess, freePort
 
 COOKIE = "cluster-admin-test-cookie"
 #: netsplit_detection_time of the nodes, in seconds (the default).
 DETECTION = 5.0
-
-
-def vmqAdmin(node: NodeProcess, *args: str) -> tuple[int, str, str]:
-    """Run vmq-admin against C{node}: C{(status, stdout, stderr)}."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = CHECKOUT + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [sys.executable, "-m", "vernemq.admin.cli", "-c", node.configPath, *args],
-        capture_output=True,
-        env=env,
-        timeout=90,
-        cwd=node.directory,
-    )
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
-
-
-def clusterStatus(node: NodeProcess) -> dict[str, bool]:
-    """C{cluster show --format=json} as C{{node: running}}."""
-    status, out, err = vmqAdmin(node, "cluster", "show", "--format=json")
-    assert status == 0, (status, out, err)
-    [element] = json.loads(out)
-    assert element["type"] == "table", element
-    return {row["Node"]: row["Running"] for row in element["table"]}
-
-
-def waitFor(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> float:
-    """Poll C{condition} until it holds; the seconds it took."""
-    start = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(step)
 
 
 class ClusterAdminTests(SynchronousTestCase):

@@ -44,18 +44,24 @@ replicas, within L{CONVERGENCE} seconds.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from twisted.trial.unittest import FailTest, SkipTest, SynchronousTestCase
 
-from tests.interop.nodeprocess import CHECKOUT, NodeProcess, freePort
+from tests.interop.clusternodes import (
+    clusterStatus,
+    dataListener,
+    jsonTable,
+    startJoinedCluster,
+    vmqAdmin,
+    waitFor,
+)
+from tests.interop.nodeprocess import NodeProcess
 from tests.interop.rawmqtt import PUBACK, PUBREC, UNSUBACK, RawClient, retained
 
 #: netsplit_detection_time (s) of the killed-node test: the default.
@@ -73,51 +79,9 @@ FLAGS_ON = [
 ]
 
 
-def vmqAdmin(node: NodeProcess, *args: str) -> tuple[int, str, str]:
-    """Run vmq-admin against C{node} (in its namespace): C{(status, stdout, stderr)}."""
-    env = dict(os.environ)
-    env["PYTHONPATH"] = CHECKOUT + os.pathsep + env.get("PYTHONPATH", "")
-    done = subprocess.run(
-        [*node.prefix, sys.executable, "-m", "vernemq.admin.cli", "-c", node.configPath, *args],
-        capture_output=True,
-        env=env,
-        timeout=60,
-        cwd=node.directory,
-    )
-    return done.returncode, done.stdout.decode(), done.stderr.decode()
-
-
-def jsonTable(node: NodeProcess, *args: str) -> list[dict[str, object]]:
-    """The rows of a vmq-admin command's C{--format=json} table."""
-    status, out, err = vmqAdmin(node, *args, "--format=json")
-    assert status == 0, (status, out, err)
-    if out.strip() == "No metadata.":
-        return []
-    [element] = json.loads(out)
-    assert element["type"] == "table", element
-    rows: list[dict[str, object]] = element["table"]
-    return rows
-
-
-def clusterStatus(node: NodeProcess) -> dict[str, bool]:
-    """C{cluster show} as C{{node: running}}."""
-    return {str(row["Node"]): bool(row["Running"]) for row in jsonTable(node, "cluster", "show")}
-
-
 def metadata(node: NodeProcess) -> list[dict[str, object]]:
     """C{cluster metadata}: per prefix, entries, tombstones and digest."""
     return jsonTable(node, "cluster", "metadata")
-
-
-def waitFor(condition: Callable[[], bool], timeout: float, what: str, step: float = 0.2) -> float:
-    """Poll C{condition} until it holds; the seconds it took."""
-    start = time.monotonic()
-    while True:
-        if condition():
-            return time.monotonic() - start
-        if time.monotonic() - start > timeout:
-            raise AssertionError(f"{what}: not within {timeout}s")
-        time.sleep(step)
 
 
 def connected(node: NodeProcess, clientId: str, version: int = 4) -> RawClient:
@@ -154,37 +118,14 @@ class KilledNodeTests(SynchronousTestCase):
     """A SIGKILLed node: gating per the flags on the others; rejoin and convergence."""
 
     def setUp(self) -> None:
-        base = self.mktemp()
-        epmdPort = freePort()
-        cookie = "netsplit-kill-test-cookie"
-        self.names = [f"g{i}@127.0.0.1" for i in (1, 2, 3)]
         # g1: the default flags; g2: the four flags on; g3: killed.
-        extra: list[list[str]] = [[], FLAGS_ON, []]
-        self.nodes: list[NodeProcess] = []
-        for i, name in enumerate(self.names):
-            node = NodeProcess(
-                os.path.join(base, f"g{i + 1}"),
-                [
-                    f"nodename = {name}",
-                    f"distributed_cookie = {cookie}",
-                    "erlang.epmd.mode = auto",
-                    f"erlang.epmd.port = {epmdPort}",
-                    f"listener.vmq.clustering = 127.0.0.1:{freePort()}",
-                    *extra[i],
-                ],
-            )
-            self.nodes.append(node)
-            self.addCleanup(node.stop)
-        for node in self.nodes:
-            node.start()
-        for node in self.nodes[1:]:
-            self.assertEqual(
-                (0, "Done\n", ""),
-                vmqAdmin(node, "cluster", "join", f"discovery-node={self.names[0]}"),
-            )
-        everyone = dict.fromkeys(self.names, True)
-        for node in self.nodes[:2]:
-            waitFor(lambda node=node: clusterStatus(node) == everyone, 10, "all running")
+        self.names, self.nodes = startJoinedCluster(
+            self,
+            "g",
+            "netsplit-kill-test-cookie",
+            [dataListener(), [*dataListener(), *FLAGS_ON], dataListener()],
+            watchers=2,
+        )
 
     def client(self, node: NodeProcess, clientId: str, version: int = 4) -> RawClient:
         client = connected(node, clientId, version)

@@ -17,8 +17,8 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.interop.nodeprocess import NodeProcess, freePort, requireProgram
-from tests.interop.test_cluster_admin import clusterStatus, vmqAdmin, waitFor
+from tests.interop.clusternodes import startJoinedCluster, waitFor
+from tests.interop.nodeprocess import freePort, requireProgram
 from tests.interop.test_mosquitto_clients import Subscriber, publish
 from tests.tlshelpers import Certificates
 
@@ -45,32 +45,9 @@ class ClusterRoutingTests(SynchronousTestCase):
     def setUp(self) -> None:
         requireProgram("mosquitto_pub")
         base = self.mktemp()
-        epmdPort = freePort()
-        self.names = [f"r{i}@127.0.0.1" for i in (1, 2, 3)]
-        self.nodes: list[NodeProcess] = []
-        for i, name in enumerate(self.names, 1):
-            node = NodeProcess(
-                os.path.join(base, f"r{i}"),
-                [
-                    f"nodename = {name}",
-                    f"distributed_cookie = {COOKIE}",
-                    "erlang.epmd.mode = auto",
-                    f"erlang.epmd.port = {epmdPort}",
-                    *self.dataListener(base),
-                ],
-            )
-            self.nodes.append(node)
-            self.addCleanup(node.stop)
-        for node in self.nodes:
-            node.start()
-        n1 = self.nodes[0]
-        for node in self.nodes[1:]:
-            self.assertEqual(
-                (0, "Done\n", ""),
-                vmqAdmin(node, "cluster", "join", f"discovery-node={self.names[0]}"),
-            )
-        everyone = dict.fromkeys(self.names, True)
-        waitFor(lambda: clusterStatus(n1) == everyone, 10, "all running")
+        self.names, self.nodes = startJoinedCluster(
+            self, "r", COOKIE, [self.dataListener(base) for _ in range(3)]
+        )
 
     def dataListener(self, base: str) -> list[str]:
         """The configuration lines of one node's data channel listener."""

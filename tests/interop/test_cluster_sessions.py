@@ -9,14 +9,13 @@ moved from node 1 to node 3, L{vernemq.cluster.sessions}).
 
 from __future__ import annotations
 
-import os
 import queue
 import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from tests.interop.nodeprocess import NodeProcess, freePort
-from tests.interop.test_cluster_admin import clusterStatus, vmqAdmin, waitFor
+from tests.interop.clusternodes import dataListener, startJoinedCluster
+from tests.interop.nodeprocess import NodeProcess
 from tests.interop.test_paho import Client, mqtt
 
 COOKIE = "cluster-sessions-test-cookie"
@@ -28,32 +27,9 @@ class ClusterSessionTests(SynchronousTestCase):
     def setUp(self) -> None:
         if mqtt is None:
             self.skipTest("paho-mqtt is not installed (pip install '.[test]')")
-        base = self.mktemp()
-        epmdPort = freePort()
-        self.names = [f"s{i}@127.0.0.1" for i in (1, 2, 3)]
-        self.nodes: list[NodeProcess] = []
-        for i, name in enumerate(self.names, 1):
-            node = NodeProcess(
-                os.path.join(base, f"s{i}"),
-                [
-                    f"nodename = {name}",
-                    f"distributed_cookie = {COOKIE}",
-                    "erlang.epmd.mode = auto",
-                    f"erlang.epmd.port = {epmdPort}",
-                    f"listener.vmq.clustering = 127.0.0.1:{freePort()}",
-                ],
-            )
-            self.nodes.append(node)
-            self.addCleanup(node.stop)
-        for node in self.nodes:
-            node.start()
-        for node in self.nodes[1:]:
-            self.assertEqual(
-                (0, "Done\n", ""),
-                vmqAdmin(node, "cluster", "join", f"discovery-node={self.names[0]}"),
-            )
-        everyone = dict.fromkeys(self.names, True)
-        waitFor(lambda: clusterStatus(self.nodes[0]) == everyone, 10, "all running")
+        self.names, self.nodes = startJoinedCluster(
+            self, "s", COOKIE, [dataListener(), dataListener(), dataListener()]
+        )
 
     def client(self, node: NodeProcess, clientId: str, clean: bool = True) -> Client:
         c = Client(node.port, clientId, mqtt.MQTTv311, clean=clean)
