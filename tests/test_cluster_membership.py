@@ -238,6 +238,47 @@ class LeaveTests(SynchronousTestCase):
             self.assertEqual([A, B], node.membership.members())
         self.assertEqual([C], c.membership.members())
 
+    def test_liveNodeKillAnswersBeforeStopping(self) -> None:
+        """
+        With kill, the leaving node pushes its removal to the others, keeps
+        its connections until it stops (the member that asked gets its
+        answer), ignores member sets arriving meanwhile, and stays a
+        cluster of one after a restart.
+        """
+        network = FakeNetwork()
+        directory = self.mktemp()
+        a = FakeNode(network, A)
+        b = FakeNode(network, B)
+        c = FakeNode(network, C, directory)
+        run(coroutine(b.membership.join(A)))
+        run(coroutine(c.membership.join(A)))
+        original = c.membership.broadcast
+
+        async def gossipFirst(nodes: list[str] | None = None) -> None:
+            # A member's set (still listing C) arrives while C leaves.
+            c.membership.merge(entriesToTerm(a.membership.set.entries))
+            await original(nodes)
+
+        c.membership.broadcast = gossipFirst  # type: ignore[method-assign]
+        text = run(coroutine(a.membership.leave(C, kill=True)))
+        self.assertEqual("Done", text)
+        for node in (a, b):
+            self.assertEqual([A, B], node.membership.members())
+        self.assertEqual([C], c.membership.members())
+        self.assertTrue(network.transports[C].isConnected(A))
+        self.assertNotIn("stopNode", [e for e, _ in c.events])
+        network.clock.advance(c.membership.stopDelay)
+        self.assertEqual("stopNode", c.events[-1][0])
+        self.assertFalse(network.transports[C].isConnected(A))
+        c.stop()
+        network.restart(C)
+        c = FakeNode(network, C, directory)
+        network.clock.advance(10)
+        self.assertEqual([C], c.membership.members())
+        for node in (a, b):
+            self.assertEqual([A, B], node.membership.members())
+            self.assertTrue(node.readiness.cluster_ready())
+
     def test_removedWhileOffline(self) -> None:
         """
         A node removed while it was down learns it when it comes back, and

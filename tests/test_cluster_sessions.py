@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 import tests.test_cluster_routing as routing_tests
 from tests.brokerhelpers import FakeClient
 from tests.clusterhelpers import FakeNetwork, coroutine, run
+from vernemq.broker.router import SubOpts
 from vernemq.cluster.routing import SUBSCRIBER
 from vernemq.cluster.sessions import ClusterSessions, MovedSession, SessionState, pick_node
 from vernemq.dist.etf import Atom, decode, encode
@@ -566,3 +567,161 @@ class LiveEntryTests(SynchronousTestCase):
         self.assertEqual(
             writes, {n: self.cluster[n].store.version(SUBSCRIBER, KEY) for n in (A, B, C)}
         )
+
+
+class MovedExpiryTests(SynchronousTestCase):
+    """
+    A session that moves keeps counting its expiry: offline 40 s of a 60 s
+    expiry on one node, moved, it expires 20 s later on the other, not 60.
+    """
+
+    SID = ("", "p")
+
+    def setUp(self) -> None:
+        self.cluster = SessionCluster(A, B, C)
+        self.a, self.b, self.c = (self.cluster[n] for n in (A, B, C))
+
+    def offlineOnA(self, expiry: int = 60) -> None:
+        """A v5 session on a, C{expiry} seconds, subscribed, then gone."""
+        client, ack = connect(
+            self.a, "p", 5, clean=False, properties={"session_expiry_interval": expiry}
+        )
+        self.assertEqual(ack.reason_code, 0)
+        client.subscribe(("q/#", 1))
+        self.cluster.settle()
+        client.disconnect()
+        self.assertIn(self.SID, self.a.broker.sessions)
+
+    def move(self, source: str, target: str) -> SessionState:
+        """Hand the session on C{source} over to C{target} as ETF, install it there."""
+        session = self.cluster[source].broker.sessions[self.SID]
+        state = self.cluster.sessions[source].hand_over(session, target, migrate=True)
+        assert state is not None
+        term = decode(encode(state.to_term(self.cluster[source].router)))
+        back = SessionState.from_term(self.cluster[target].router, term)
+        self.cluster.sessions[target].install(back)
+        self.cluster.settle()
+        return back
+
+    def assertExpiresAfter(self, node: Any, seconds: float) -> None:
+        """The session on C{node} is there until C{seconds} from now, then not."""
+        node.harness.advance(seconds - 0.1)
+        self.assertIn(self.SID, node.broker.sessions)
+        node.harness.advance(0.2)
+        self.assertNotIn(self.SID, node.broker.sessions)
+
+    def test_leaveMigrationKeepsExpiry(self) -> None:
+        """
+        cluster leave -k: a session offline 40 s of 60 on a, migrated to
+        b, expires 20 s later on b; its subscriber entry then goes.
+        """
+        self.offlineOnA(60)
+        self.a.harness.advance(40)
+        result = run(coroutine(self.cluster.sessions[A].migrateQueues([B])))
+        self.assertEqual(result, (1, 0))
+        self.cluster.settle()
+        self.assertEqual(self.cluster.owner(), B)
+        self.assertEqual(self.b.broker.sessions[self.SID].expiry, 60)
+        self.assertExpiresAfter(self.b, 20)
+        self.cluster.settle()
+        self.assertIsNone(self.cluster.owner())
+
+    def test_stateCarriesOfflineTime(self) -> None:
+        """The state says how long it was offline; it crosses as ETF."""
+        self.offlineOnA(60)
+        self.a.harness.advance(40)
+        back = self.move(A, B)
+        self.assertEqual(back.offline, 40.0)
+        self.assertEqual(back.expiry, 60)
+        self.assertExpiresAfter(self.b, 20)
+
+    def test_connectedUntilMovedStartsAfresh(self) -> None:
+        """A session connected until it moved (offline 0): its full expiry."""
+        client, _ = connect(
+            self.a, "p", 5, clean=False, properties={"session_expiry_interval": 60}
+        )
+        client.subscribe(("q/#", 1))
+        self.cluster.settle()
+        self.a.harness.advance(40)
+        back = self.move(A, B)
+        self.assertEqual(back.offline, 0.0)
+        self.assertExpiresAfter(self.b, 60)
+
+    def test_movedTwice(self) -> None:
+        """Offline 40 s on a, 10 s on b, moved to c: it expires 10 s later on c."""
+        self.offlineOnA(60)
+        self.a.harness.advance(40)
+        self.move(A, B)
+        self.b.harness.advance(10)
+        back = self.move(B, C)
+        self.assertAlmostEqual(back.offline, 50.0)
+        self.assertExpiresAfter(self.c, 10)
+
+    def test_expiredOnArrival(self) -> None:
+        """Offline longer than the expiry it gets: it ends on arrival."""
+        state = SessionState(self.SID, 30, offline=45.0)
+        state.subscriptions["q/#"] = SubOpts(1)
+        self.cluster.sessions[B].install(state)
+        self.assertIn(self.SID, self.b.broker.sessions)
+        self.b.harness.advance(0)
+        self.assertNotIn(self.SID, self.b.broker.sessions)
+        self.cluster.settle()
+        self.assertIsNone(self.cluster.owner())
+
+    def test_neverExpires(self) -> None:
+        """A session that never expires still never does."""
+        state = SessionState(self.SID, None, offline=1e6)
+        self.cluster.sessions[B].install(state)
+        self.b.harness.advance(1e7)
+        self.assertIn(self.SID, self.b.broker.sessions)
+
+    def test_olderTermShape(self) -> None:
+        """
+        The nine-element term of older nodes (no offline time) is read: the
+        session counts as offline since it arrives.  A bad offline time is
+        refused.
+        """
+        state = SessionState(self.SID, 60, offline=40.0)
+        term = state.to_term(self.a.router)
+        self.assertEqual(len(term), 10)
+        self.assertEqual(term[9], 40000)
+        old = SessionState.from_term(self.b.router, term[:9])
+        self.assertEqual((old.expiry, old.offline), (60, 0.0))
+        self.cluster.sessions[B].install(old)
+        self.assertExpiresAfter(self.b, 60)
+        for bad in (b"x", -1.5, Atom("true")):
+            self.assertRaises(
+                ValueError, SessionState.from_term, self.b.router, (*term[:9], bad)
+            )
+
+    def test_deadNodeCountsFromNodeDown(self) -> None:
+        """
+        A dead node's persistent session, recreated 40 s after b lost its
+        connection to the dead node, with b's persistent_client_expiration
+        of 60 s: it expires 20 s later.
+        """
+        self.b.broker.config = self.b.broker.config.replace(persistent_client_expiration=60)
+        persistent(self.a, "p")
+        self.cluster.settle()
+        self.cluster.network.transport(B).call(A, "session_connected", [b"", b"p"], 1.0)
+        self.cluster.network.kill(A)
+        self.cluster.running.discard(A)
+        del self.cluster.routing.nodes[A]
+        for node in (self.b, self.c):
+            node.store.set_members([B, C])
+            node.router.set_peers([n for n in (B, C) if n != node.name])
+        self.b.harness.advance(40)
+        fixed = run(coroutine(self.cluster.sessions[B].fixDeadQueues([A], [B])))
+        self.assertEqual(fixed, 1)
+        self.cluster.settle()
+        self.assertEqual(self.cluster.owner(), B)
+        self.assertExpiresAfter(self.b, 20)
+
+    def test_deadNodeDownTimeUnknown(self) -> None:
+        """Never connected to the dead node here: the full expiry."""
+        self.b.broker.config = self.b.broker.config.replace(persistent_client_expiration=60)
+        persistent(self.a, "p")
+        self.cluster.settle()
+        self.b.harness.advance(40)
+        run(coroutine(self.cluster.sessions[B].fixDeadQueues([A], [B])))
+        self.assertExpiresAfter(self.b, 60)

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 import os
+import queue
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -112,3 +114,54 @@ def startJoinedCluster(
 def dataListener() -> list[str]:
     """The configuration line of a plain data channel on a free loopback port."""
     return [f"listener.vmq.clustering = 127.0.0.1:{freePort()}"]
+
+
+class _Receiver(Protocol):
+    def receive(self, timeout: float = ...) -> Any: ...
+
+
+def collect(client: _Receiver, topic: str, count: int, timeout: float) -> list[bytes]:
+    """
+    The payloads of the messages on C{topic} a (paho) test client receives
+    until it has C{count} of them or C{timeout} seconds passed; messages on
+    other topics are skipped.
+    """
+    got: list[bytes] = []
+    deadline = time.monotonic() + timeout
+    while len(got) < count:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            break
+        try:
+            message = client.receive(timeout=left)
+        except queue.Empty:
+            break
+        if message.topic == topic:
+            got.append(message.payload)
+    return got
+
+
+def drain(client: _Receiver, topic: str | None = None, wait: float = 0.0) -> list[bytes]:
+    """
+    After C{wait} seconds, the payloads of the messages a test client has
+    received and not read yet (only those on C{topic}, if given).
+    """
+    if wait:
+        time.sleep(wait)
+    got: list[bytes] = []
+    while True:
+        try:
+            message = client.receive(timeout=0.01)
+        except queue.Empty:
+            return got
+        if topic is None or message.topic == topic:
+            got.append(message.payload)
+
+
+def waitForExit(node: NodeProcess, timeout: float) -> int:
+    """Wait until C{node}'s process exits by itself; its exit status."""
+    assert node.process is not None, "the node was not started"
+    try:
+        return node.process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        raise AssertionError(f"the node did not exit within {timeout}s") from None

@@ -79,12 +79,18 @@ vmq-admin cluster leave node=<Node> [-k | --kill_sessions]
   consistent again (offline messages stored on <Node> are lost).
 
   If <Node> is up, it stops its MQTT listeners so no new client connects;
-  with --kill_sessions it also disconnects its clients (they reconnect
-  elsewhere), migrates its queues, leaves the cluster and stops.
+  established connections keep working and <Node> stays a member. With
+  --kill_sessions it also disconnects its clients (they reconnect
+  elsewhere), migrates the queues of its persistent sessions (with their
+  messages and remaining expiry) to the other nodes, leaves the cluster
+  and stops.
 
   -k, --kill_sessions        disconnect the sessions and leave (see above)
-  -i, --summary-interval=<s> seconds between progress lines (default 5)
-  -t, --timeout=<s>          seconds to wait for the cluster (default 60)
+  -i, --summary-interval=<s> accepted for compatibility: the sessions are
+                             disconnected at once, so there is no wait
+                             to report progress on
+  -t, --timeout=<s>          seconds to wait for the cluster and the
+                             migration (default 60)
 """
 
 

@@ -239,10 +239,13 @@ class Membership(Service):
         L{vernemq.cluster.readiness.Readiness}); C{cluster leave} waits
         for it before fixing the queues of a dead node.
     @ivar rpcTimeout: seconds allowed for one membership call to a peer.
+    @ivar stopDelay: seconds between leaving (C{cluster leave -k} of this
+        node) and stopping: the answer to the member that asked goes out.
     """
 
     log = Logger()
     name = "membership"
+    stopDelay = 0.5
 
     def __init__(
         self,
@@ -270,6 +273,9 @@ class Membership(Service):
         self.set = MemberSet()
         self._observers: list[Callable[[list[str]], None]] = []
         self._loaded = False
+        #: Leaving the cluster (C{cluster leave -k} of this node): member
+        #: sets from others are no longer merged.
+        self._leaving = False
 
     # -- life cycle -------------------------------------------------------------
 
@@ -406,6 +412,8 @@ class Membership(Service):
         @raise ValueError: C{term} is not a set.
         """
         entries = entriesFromTerm(term)
+        if self._leaving:
+            return False
         before = self.set.members()
         changed = self.set.merge(entries)
         if not self.set.isMember(self.nodeName):
@@ -533,6 +541,8 @@ class Membership(Service):
         """C{vmq:cluster_join(Node, Set)} on the discovery node."""
         if not isinstance(node, Atom):
             raise ErlangError(Atom("badarg"))
+        if self._leaving:
+            raise ErlangError(Atom("leaving"))
         try:
             self.merge(term, keepSelf=True)
         except ValueError:
@@ -630,6 +640,13 @@ class Membership(Service):
         This node is asked to leave while online: stop the MQTT listeners;
         with C{kill}, also disconnect every session, migrate the queues to
         the remaining members, leave the cluster and stop the node.
+
+        Leaving, the node writes its own tombstone and pushes it to the
+        remaining members, then becomes a cluster of one (persisted, so
+        that a restart does not look for its old peers).  Member sets that
+        arrive meanwhile are ignored (they would only say what this node
+        wrote).  Its distribution connections stay up until it stops, a
+        moment later: the member that asked gets its answer.
         """
         self.log.info(
             "leaving the cluster: stopping the MQTT listeners{more}",
@@ -642,12 +659,19 @@ class Membership(Service):
         remaining = self.peers()
         await _settle(self.hooks.migrateQueues(remaining))
         before = self.set.members()
+        self._leaving = True
         self.set.write(self.nodeName, False, self._stamp())
         self._persist()
         await self.broadcast(remaining)
-        self._resetAlone(before)
+        self.set = MemberSet({self.nodeName: (self._stamp(), True)})
+        self._changed(before)
         self.log.info("left the cluster; stopping")
-        self._reactor.callLater(0.2, self.hooks.stopNode)
+        self._reactor.callLater(self.stopDelay, self._stopAfterLeave, remaining)
+
+    def _stopAfterLeave(self, peers: list[str]) -> None:
+        for node in peers:
+            self.transport.disconnect(node)
+        self.hooks.stopNode()
 
     def _remoteLeaveLocal(self, kill: Any) -> Deferred[Any]:
         """C{vmq:cluster_leave_local(Kill)}."""

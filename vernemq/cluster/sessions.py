@@ -59,6 +59,14 @@ queue).  Such a straggler can reach B twice in one rare race (a publisher
 that already routes to B, while another subscriber on A also matches):
 within what QoS 1 allows, not QoS 2.
 
+Expiry of a moved session
+=========================
+
+A session that moves (a takeover, C{cluster leave -k}, a dead node's
+queues) carries the time it has already spent offline
+(L{SessionState.offline}): its expiry on the new node ends when it would
+have ended on the old one, not a full expiry later.
+
 C{cluster leave -k}: queues migrate
 ===================================
 
@@ -80,8 +88,9 @@ the remaining members are ready: every subscriber entry of a dead node
 that belongs to a persistent session is re-created on a remaining member
 (C{crc32(sid) mod N}) as an offline session with the same subscriptions
 (C{vmq:session_adopt}, its expiry that member's
-C{persistent_client_expiration}), which rewrites the entry; new messages
-are queued there.  Its offline messages are lost (VerneMQ's too: message
+C{persistent_client_expiration}, counted from when the dead node's
+connection went down), which rewrites the entry; new messages are queued
+there.  Its offline messages are lost (VerneMQ's too: message
 stores are not replicated).  The entries of the dead node's clean
 sessions are deleted.
 
@@ -97,7 +106,10 @@ Not done
     during a netsplit when it heals.  An entry of a connected session
     deleted elsewhere, or rewritten for a session left offline there, is
     written again by its node.)
-  - A moved session's expiry starts afresh on its new node.
+  - A dead node's session counts as offline since this node lost its
+    connection to the dead node (it may have been offline longer: the
+    subscriber entries do not say since when), and its expiry is the new
+    node's C{persistent_client_expiration} (its own is not replicated).
 """
 
 from __future__ import annotations
@@ -110,6 +122,7 @@ from typing import TYPE_CHECKING, Any, Final
 from twisted.internet.defer import Deferred, DeferredList
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
+from zope.interface import implementer
 
 from vernemq.broker.message import Message
 from vernemq.broker.router import SubOpts
@@ -119,7 +132,7 @@ from vernemq.cluster.routing import SUBSCRIBER, ClusterRouter
 from vernemq.cluster.transport import IClusterTransport
 from vernemq.dist.etf import Atom
 from vernemq.dist.exports import ErlangError
-from vernemq.dist.node import BadRpc
+from vernemq.dist.node import BadRpc, INodeObserver
 
 if TYPE_CHECKING:
     from vernemq.broker.broker import Broker
@@ -156,6 +169,36 @@ def _sid_key(sid: tuple[str, str]) -> tuple[bytes, bytes]:
     return (sid[0].encode("utf-8"), sid[1].encode("utf-8"))
 
 
+def _offline_for(session: Session) -> float:
+    """
+    Seconds C{session} has spent offline, as its expiry timer counts them:
+    0 while connected or when it never expires.  (Read from the timer the
+    session runs, L{Session.park} / L{Session.connection_lost}, so that a
+    session that moved before keeps counting from its first node.)
+    """
+    expiry = session.expiry
+    if session.conn is not None or expiry is None:
+        return 0.0
+    call: IDelayedCall | None = getattr(session, "_expiry_call", None)
+    if call is None or not call.active():
+        return 0.0
+    left = call.getTime() - session.broker.reactor.seconds()
+    return min(max(expiry - left, 0.0), float(expiry))
+
+
+def _shorten_expiry(session: Session, offline: float) -> None:
+    """
+    C{session} was just parked (L{Session.park}, its full expiry): it has
+    already been offline C{offline} seconds elsewhere, make its expiry end
+    that much sooner (at once if it is over).
+    """
+    expiry = session.expiry
+    call: IDelayedCall | None = getattr(session, "_expiry_call", None)
+    if expiry is None or call is None or not call.active():
+        return
+    call.reset(max(expiry - offline, 0.0))
+
+
 def pick_node(nodes: Iterable[str], sid: tuple[str, str]) -> str:
     """
     The node of C{nodes} (sorted) that C{sid} maps to, C{crc32(sid) mod N}:
@@ -180,6 +223,11 @@ class SessionState:
         C{persistent_client_expiration}.
     @ivar inflight: sent, unacknowledged messages, in send order.
     @ivar pending: queued messages, oldest first.
+    @ivar offline: seconds it has already been offline (0 if it was
+        connected until it moved): its expiry on the new node ends
+        C{expiry - offline} seconds after it arrives, when it would have
+        ended on the old one.  A duration, not a deadline, so that the
+        nodes' clocks need not agree.
     """
 
     sid: tuple[str, str]
@@ -190,6 +238,7 @@ class SessionState:
     qos2_in: list[int] = field(default_factory=list)
     next_pid: int = 1
     default_expiry: bool = False
+    offline: float = 0.0
 
     def messages(self) -> int:
         """How many messages it carries."""
@@ -198,8 +247,8 @@ class SessionState:
     def to_term(self, router: ClusterRouter) -> tuple[Any, ...]:
         """
         C{{session, Mountpoint, ClientId, Expiry, Subs, Inflight, Pending,
-        Qos2In, NextPid}}; C{Expiry} is seconds, C{infinity} or
-        C{default}.
+        Qos2In, NextPid, OfflineMs}}; C{Expiry} is seconds, C{infinity} or
+        C{default}; C{OfflineMs} is L{offline} in milliseconds.
         """
         mountpoint = self.sid[0]
         if self.default_expiry:
@@ -228,17 +277,22 @@ class SessionState:
             pending,
             list(self.qos2_in),
             self.next_pid,
+            max(round(self.offline * 1000), 0),
         )
 
     @classmethod
     def from_term(cls, router: ClusterRouter, term: Any) -> SessionState:
         """
-        Read L{to_term}'s form.
+        Read L{to_term}'s form; also the older one without C{OfflineMs}
+        (the session then counts as offline since it arrives).
 
         @raise ValueError: it is not one.
         """
         try:
-            tag, mountpoint, client_id, expiry, subs, inflight, pending, qos2_in, pid = term
+            if not isinstance(term, tuple) or len(term) not in (9, 10):
+                raise ValueError("not a session")
+            tag, mountpoint, client_id, expiry, subs, inflight, pending, qos2_in, pid = term[:9]
+            offline_ms = term[9] if len(term) == 10 else 0
             if tag != _SESSION:
                 raise ValueError("not a session")
             state = cls((_text(mountpoint), _text(client_id)), None)
@@ -260,6 +314,9 @@ class SessionState:
                 state.pending.append((msg, int(qos), _bool(retain), tuple(sub_ids)))
             state.qos2_in = [int(i) for i in qos2_in]
             state.next_pid = int(pid)
+            if isinstance(offline_ms, bool) or not isinstance(offline_ms, int):
+                raise ValueError(f"bad offline time {offline_ms!r:.40}")
+            state.offline = max(offline_ms, 0) / 1000.0
         except (TypeError, ValueError, IndexError) as error:
             raise ValueError(f"bad session state: {error}") from None
         return state
@@ -293,6 +350,20 @@ class MovedSession:
     def deliver(self, msg: Message, sub_qos: int, rap: bool, sub_ids: tuple[int, ...]) -> None:
         """Send C{msg} on to the session's new node."""
         self.sessions.forward(self, msg, min(msg.qos, sub_qos), rap and msg.retain)
+
+
+@implementer(INodeObserver)
+class _DownTimes:
+    """When each node's distribution connection went down (L{ClusterSessions})."""
+
+    def __init__(self, sessions: ClusterSessions) -> None:
+        self.sessions = sessions
+
+    def nodeUp(self, node: Atom) -> None:
+        self.sessions._down_since.pop(str(node), None)
+
+    def nodeDown(self, node: Atom, reason: str) -> None:
+        self.sessions._down_since.setdefault(str(node), self.sessions.reactor.seconds())
 
 
 class ClusterSessions:
@@ -346,7 +417,11 @@ class ClusterSessions:
         }
         self._locks: dict[tuple[str, str], Deferred[None]] = {}
         self._moved: dict[MovedSession, IDelayedCall] = {}
+        #: node -> when (reactor seconds) its distribution connection went
+        #: down and has not come back: its clients are offline since.
+        self._down_since: dict[str, float] = {}
         self._cancel = router.store.subscribe(SUBSCRIBER, self._entry_changed)
+        self._unobserve = transport.subscribe(_DownTimes(self))
         broker.cluster_sessions = self
 
     def export(self) -> None:
@@ -360,8 +435,9 @@ class ClusterSessions:
         self.transport.export("session_connected", self._remoteConnected)
 
     def stop(self) -> None:
-        """Stop following the store; drop the lingering stand-ins."""
+        """Stop following the store and the nodes; drop the lingering stand-ins."""
         self._cancel()
+        self._unobserve()
         for moved, call in list(self._moved.items()):
             if call.active():
                 call.cancel()
@@ -438,7 +514,8 @@ class ClusterSessions:
 
     def install(self, state: SessionState) -> Session | None:
         """
-        Install a session that moved here, offline (its expiry running);
+        Install a session that moved here, offline (its expiry running,
+        less the time it already spent offline, L{SessionState.offline});
         a live local session of the same id is kept instead (its messages
         are added to its queue).  Writes its subscriber entry.
         """
@@ -472,6 +549,8 @@ class ClusterSessions:
         session.next_pid = state.next_pid
         broker.sessions[sid] = session
         session.park()
+        if state.offline > 0:
+            _shorten_expiry(session, state.offline)
         if broker.clustered:
             self.router.subscriptions_changed(session)
         return session
@@ -502,6 +581,7 @@ class ClusterSessions:
         broker = self.broker
         sid = session.sid
         self.counters["takeovers"] += 1
+        offline = _offline_for(session)
         subscriptions = dict(session.subscriptions)
         topics = session.topics
         for topic_filter in subscriptions:
@@ -536,6 +616,7 @@ class ClusterSessions:
                 list(session.pending),
                 sorted(session.qos2_in),
                 session.next_pid,
+                offline=offline,
             )
             session.inflight.clear()
             session.pending.clear()
@@ -820,10 +901,23 @@ class ClusterSessions:
         )
         return (moved_queues, moved_msgs)
 
+    def _offline_since(self, node: str) -> float:
+        """
+        Seconds since the connection to the dead C{node} went down (its
+        clients are offline at least that long), 0 if not known here.
+        """
+        since = self._down_since.get(node)
+        if since is None:
+            return 0.0
+        return max(self.reactor.seconds() - since, 0.0)
+
     async def fixDeadQueues(self, dead: list[str], remaining: list[str]) -> int:
         """
         C{dead} were removed: recreate their persistent sessions'
         subscriptions on C{remaining}, delete their clean sessions' entries.
+        A recreated session's expiry (the target's
+        C{persistent_client_expiration}) counts from when this node lost
+        its connection to the dead node.
 
         @return: how many sessions were recreated.
         """
@@ -845,7 +939,9 @@ class ClusterSessions:
                 continue
             try:
                 sid = (_text(key[0]), _text(key[1]))
-                state = SessionState(sid, None, default_expiry=True)
+                state = SessionState(
+                    sid, None, default_expiry=True, offline=self._offline_since(str(value[0]))
+                )
                 for raw, qos in value[1]:
                     state.subscriptions[_text(raw)] = SubOpts(int(qos))
             except (TypeError, ValueError, IndexError):
