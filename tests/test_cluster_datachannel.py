@@ -43,7 +43,7 @@ from vernemq.cluster.dataframes import (
     encode_item,
 )
 from vernemq.config.loader import ListenerSpec, config_from_text
-from vernemq.dist.etf import Atom
+from vernemq.dist.etf import Atom, decode, encode
 
 A = "a@127.0.0.1"
 B = "b@127.0.0.2"
@@ -799,3 +799,34 @@ class PeerCheckTests(SynchronousTestCase):
         self.assertTrue(check("a@::1", "::1"))
         self.assertTrue(check("a@host.example", "10.0.0.2"))
         self.assertTrue(address_matches_name("a@10.0.0.1", object()))  # type: ignore[arg-type]
+
+
+class RoutedMessageMountpointTests(SynchronousTestCase):
+    """A C{#vmq_msg{}} mountpoint is an Erlang string of code points."""
+
+    def roundTrip(self, mountpoint: str) -> RoutedMessage:
+        msg = RoutedMessage("t/1", b"p", 1, False, mountpoint)
+        return RoutedMessage.from_term(decode(encode(msg.to_term())))
+
+    def test_nonAscii(self) -> None:
+        """Latin-1, BMP and astral mountpoints cross the wire unchanged."""
+        for mountpoint in ("", "plain", "caf\u00e9", "\u65e5\u672c/\u30c6", "x\U0001f600"):
+            self.assertEqual(self.roundTrip(mountpoint).mountpoint, mountpoint)
+
+    def test_codePoints(self) -> None:
+        """On the wire it is the list of code points, as Erlang's C{"caf\u00e9"}."""
+        term = RoutedMessage("t", b"p", 0, False, "caf\u00e9").to_term()
+        self.assertEqual(decode(encode(term))[7], [99, 97, 102, 0xE9])
+
+    def test_binaryAccepted(self) -> None:
+        """A UTF-8 binary mountpoint is read as well."""
+        term = list(RoutedMessage("t", b"p").to_term())
+        term[7] = "caf\u00e9".encode()
+        self.assertEqual(RoutedMessage.from_term(tuple(term)).mountpoint, "caf\u00e9")
+
+    def test_notAString(self) -> None:
+        """A mountpoint that is no string is a bad record."""
+        term = list(RoutedMessage("t", b"p").to_term())
+        for bad in ([0x110000], [-1], 7):
+            term[7] = bad
+            self.assertRaises(ValueError, RoutedMessage.from_term, tuple(term))

@@ -6,12 +6,15 @@ message arrives once (over the C{listener.vmq.clustering} data channel);
 a retained message published on node 2 is seen by subscribers on nodes 1
 and 3 (replicated through the metadata store over the distribution).
 L{TLSClusterRoutingTests} runs the same over C{listener.vmqs} (TLS with
-client certificates required).
+client certificates required).  L{SharedMemberKilledTests}: a shared
+subscription member's node is killed while messages enqueued to it are
+unanswered, and they reach the member on another node.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import time
 
@@ -121,6 +124,92 @@ class ClusterRoutingTests(SynchronousTestCase):
             [f"s/x m{i}" for i in range(20)],
         )
         self.assertTrue(got[0] and got[1], got)
+
+
+class SharedMemberKilledTests(SynchronousTestCase):
+    """
+    Acknowledged remote enqueues: with C{shared_subscription_timeout_action
+    = requeue}, messages handed to a group member whose node dies before
+    answering go to another member.
+    """
+
+    def setUp(self) -> None:
+        requireProgram("mosquitto_pub")
+        self.names, self.nodes = startJoinedCluster(
+            self,
+            "k",
+            COOKIE,
+            [
+                [
+                    f"listener.vmq.clustering = 127.0.0.1:{freePort()}",
+                    "shared_subscription_timeout_action = requeue",
+                    # Long: only the node going down may requeue in this test.
+                    "remote_enqueue_timeout = 60000",
+                    # Node 2 frozen may count as a netsplit before we are done.
+                    "allow_publish_during_netsplit = on",
+                ]
+                for _ in range(3)
+            ],
+        )
+
+    def test_memberNodeKilled(self) -> None:
+        """
+        Members of C{$share/g/k/#} on nodes 2 and 3.  Node 2 is frozen
+        (SIGSTOP), 10 QoS 1 messages are published on node 1, which spreads
+        them over both members; node 2 is then killed (SIGKILL) and node 1
+        hands the ones node 2 never answered for to the member on node 3,
+        which ends up with all 10.
+        """
+        n1, n2, n3 = self.nodes
+        for node in (n2, n3):
+            waitFor(
+                lambda node=node: f"data link from {self.names[0]} accepted" in node.log(),
+                15,
+                f"the data link from node 1 to {node.port}",
+            )
+        doomed = Subscriber(n2.port, "-t", "$share/g/k/#", "-v", "-q", "1", count=100)
+        self.addCleanup(doomed.process.kill)
+        survivor = Subscriber(n3.port, "-t", "$share/g/k/#", "-v", "-q", "1", count=10)
+        self.addCleanup(survivor.process.kill)
+        time.sleep(1.0)  # the subscriptions replicate within milliseconds
+
+        # Connected before node 2 freezes (a CONNECT is coordinated with it).
+        publisher = subprocess.Popen(
+            [
+                requireProgram("stdbuf"), "-oL", requireProgram("mosquitto_pub"),
+                "-h", "127.0.0.1", "-p", str(n1.port), "-d", "-t", "k/x", "-q", "1", "-l",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(publisher.kill)
+        assert publisher.stdin is not None and publisher.stdout is not None
+        output = []
+        while not any("CONNACK" in line for line in output):
+            line = publisher.stdout.readline().decode("utf-8", "replace")
+            self.assertTrue(line, f"mosquitto_pub did not connect: {output}")
+            output.append(line)
+
+        assert n2.process is not None
+        n2.process.send_signal(signal.SIGSTOP)
+        self.addCleanup(lambda: n2.process.poll() is None and n2.process.kill())
+        publisher.stdin.write("".join(f"m{i}\n" for i in range(10)).encode())
+        publisher.stdin.close()
+        rest = publisher.stdout.read().decode("utf-8", "replace")
+        self.assertEqual(0, publisher.wait(20), output + [rest])
+        self.assertEqual(rest.count("PUBACK"), 10, rest)
+        time.sleep(0.5)
+        n2.process.send_signal(signal.SIGKILL)
+        n2.process.wait(10)
+
+        got = [line for line in survivor.messages() if line.startswith("k/")]
+        self.assertEqual(
+            sorted(got, key=lambda line: int(line.split("m")[1])),
+            [f"k/x m{i}" for i in range(10)],
+        )
+        # Some had gone to node 2 (each of the 10 did with probability 1/2).
+        self.assertIn("shared-subscription enqueues outstanding", n1.log())
 
 
 class TLSClusterRoutingTests(ClusterRoutingTests):

@@ -37,16 +37,20 @@ The policy is C{shared_subscription_policy}, overridable per publisher
 by the C{auth_on_register} modifier of the same name (in VerneMQ the
 policy travels with the message: the publisher's session decides).
 
-Members may later be remote
-===========================
+Remote members
+==============
 
 A member is anything with the L{GroupMember} shape: a local
-L{vernemq.broker.session.Session} today; with the cluster, a stand-in for
-a subscriber on another node (C{local} false), whose C{deliver} sends the
-C{enq} frame of VerneMQ's C{remote_enqueue}.  The group then holds the
-members of the whole cluster and the publisher's node picks one, as in
-VerneMQ.  (The cluster router must then not also forward the message to
-the remote node for its own shared groups.)
+L{vernemq.broker.session.Session}, or, in a cluster, a stand-in for a
+subscriber on another node (C{local} false,
+L{vernemq.cluster.routing.RemoteMember}), whose C{deliver} sends the
+C{enq} frame of VerneMQ's C{remote_enqueue}.  The group holds the members
+of the whole cluster and the publisher's node picks one, as in VerneMQ
+(the cluster router does not also forward the message to the remote node
+for its own shared groups).  A remote enqueue that fails (an error reply,
+no reply in time, the member's node down or unreachable) is handed to
+another member by L{vernemq.cluster.enqueue}, which chooses with
+L{SharedPolicy.choose} and C{excluded}: every member already tried.
 
 Losing a member
 ===============
@@ -70,7 +74,7 @@ C{Session._release_shared}), as MQTT 5.0 4.8.2 allows:
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 from vernemq.broker.message import Message
@@ -138,6 +142,7 @@ class SharedPolicy:
         origin: object = None,
         exclude: object = None,
         online_only: bool = False,
+        excluded: Container[object] = (),
     ) -> _Entry | None:
         """
         Pick one member.
@@ -149,6 +154,8 @@ class SharedPolicy:
             skipped.
         @param exclude: a member not to pick (the one being lost).
         @param online_only: only an online member will do.
+        @param excluded: more members not to pick (those a remote enqueue
+            already failed for).
         @return: the chosen pair, or L{None} if no member fits.
         """
         n = len(entries)
@@ -167,7 +174,7 @@ class SharedPolicy:
                 if i == n:
                     i = 0
                 member, opts = entry
-                if member is exclude:
+                if member is exclude or member in excluded:
                     continue
                 if local is not None and member.local is not local:
                     continue
@@ -262,6 +269,11 @@ class SharedGroup:
 
     def _changed(self) -> None:
         self._entries = tuple(self.members.items())
+
+    @property
+    def entries(self) -> tuple[_Entry, ...]:
+        """The C{(member, options)} pairs, in a stable order (for choosing)."""
+        return self._entries
 
     def deliver(self, msg: Message, sub_qos: int, rap: bool, sub_ids: tuple[int, ...]) -> None:
         """

@@ -123,6 +123,7 @@ from vernemq.cluster.dataframes import (
     InboundDecoder,
     Item,
     OutgoingBatch,
+    PlainMessageFactory,
     encode_hello,
     encode_item,
 )
@@ -179,6 +180,25 @@ def _flag(value: Any) -> bool:
     return value is True or (isinstance(value, str) and value == "true")
 
 
+def _erlang_string(value: Any) -> str:
+    """
+    An Erlang string (a list of code points, as C{encode} writes a
+    C{str}) as text; a UTF-8 binary, or a C{str} not yet encoded, as is.
+
+    @raise ValueError: not a string.
+    @raise TypeError: not a string.
+    """
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if not isinstance(value, list):
+        raise TypeError(f"not a string: {value!r}")
+    text = "".join(map(chr, value))  # TypeError / ValueError (range) if not code points
+    text.encode("utf-8")  # UnicodeEncodeError (a ValueError) for a lone surrogate
+    return text
+
+
 @dataclass(frozen=True, slots=True)
 class RoutedMessage:
     """
@@ -191,8 +211,10 @@ class RoutedMessage:
          Mountpoint, Persisted, SgPolicy, Properties, ExpiryTs}
 
     with C{RoutingKey} the topic split into a list of binaries
-    (C{"a/b"} -> C{[<<"a">>, <<"b">>]}), C{Mountpoint} an Erlang string
-    (C{""} -> C{[]}), C{SgPolicy} an atom and C{Properties} a map.
+    (C{"a/b"} -> C{[<<"a">>, <<"b">>]}), C{Mountpoint} an Erlang string,
+    that is a list of Unicode code points (C{""} -> C{[]}, C{"é"} ->
+    C{[233]}; a UTF-8 binary is accepted too), C{SgPolicy} an atom and
+    C{Properties} a map.
 
     @ivar topic: the topic name, without mountpoint.
     @ivar payload: the payload bytes.
@@ -252,8 +274,13 @@ class RoutedMessage:
         properties and no expiry, and a record with extra trailing elements
         (a newer peer) is truncated to the 12 known ones.
 
+        A record-like view with a C{term} attribute (the lazily decoded
+        records of L{vernemq.cluster.dataframes}) is read through it.
+
         @raise ValueError: if C{term} is not such a record.
         """
+        if term.__class__ is not tuple:
+            term = getattr(term, "term", term)
         if not (isinstance(term, tuple) and len(term) >= 10 and term[0] == "vmq_msg"):
             raise ValueError("not a vmq_msg record")
         if len(term) == 11:
@@ -262,7 +289,7 @@ class RoutedMessage:
         props, expiry = (term[10], term[11]) if len(term) >= 12 else (_NO_PROPERTIES, None)
         try:
             topic = b"/".join(key).decode("utf-8")
-            mountpoint = mp if isinstance(mp, str) else bytes(mp).decode("utf-8")
+            mountpoint = _erlang_string(mp)
         except (TypeError, ValueError) as e:
             raise ValueError(f"bad routing key or mountpoint: {e}") from None
         if not isinstance(payload, bytes) or qos not in (0, 1, 2):
@@ -501,7 +528,7 @@ class InboundDataProtocol(Protocol):
 
     def __init__(self, service: DataChannelService) -> None:
         self._service = service
-        self._decoder = InboundDecoder(service.settings.max_frame)
+        self._decoder = InboundDecoder(service.settings.max_frame, service.plain_message)
         self._counters = service.inbound_counters
         self._timer: IDelayedCall | None = None
         self._closing = False
@@ -1059,6 +1086,7 @@ class DataChannelService(MultiService):
         server_endpoint_factory: ServerEndpointFactory = tcp_server_endpoint,
         client_endpoint_factory: ClientEndpointFactory = tcp_client_endpoint,
         verify_peer: PeerVerifier = address_matches_name,
+        plain_message: PlainMessageFactory | None = None,
     ) -> None:
         """
         @param is_member: whether a node name is a cluster member now.
@@ -1070,8 +1098,12 @@ class DataChannelService(MultiService):
             L{cluster_listener_specs}).
         @param verify_peer: C{verify_peer(node, peer_address)}: whether a
             connection may claim C{node}.
+        @param plain_message: what the handler gets as the term of a C{msg}
+            item in the plain shape, instead of a L{PlainMsg} (see
+            L{decode_items}).
         """
         super().__init__()
+        self.plain_message = plain_message
         self.node_name = node_name
         self.handler = handler
         self.reactor = reactor

@@ -53,7 +53,7 @@ where VerneMQ has one):
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Final, NamedTuple
 
 from vernemq.dist.etf import VERSION, Atom, EtfError, decode, decode_term, encode, encode_term
@@ -78,6 +78,9 @@ __all__ = [
     "InvalidItem",
     "Item",
     "OutgoingBatch",
+    "PlainMessageFactory",
+    "PlainMsg",
+    "PlainMsgEncoder",
     "encode_frame",
     "encode_hello",
     "decode_items",
@@ -104,6 +107,9 @@ MAX_HELLO_PAYLOAD: Final = 1024
 
 #: One item: C{(tag, term)}, C{tag} three ASCII characters.
 Item = tuple[str, Any]
+#: C{plain(topic, payload, retain, qos, mountpoint)}: what a consumer wants
+#: in place of a plain C{msg} record (see L{decode_items}).
+PlainMessageFactory = Callable[[str, bytes, bool, int, str], Any]
 
 _U32 = struct.Struct(">I")
 _pack_u32 = _U32.pack
@@ -328,6 +334,76 @@ def _tail(retain: Any, dup: Any, qos: int, mountpoint: str, persisted: Any, poli
     return tail
 
 
+class PlainMsgEncoder:
+    """
+    Encodes the C{msg} items of one node's plain messages (no properties,
+    no expiry; DUP and persisted clear, policy C{prefer_local}), each with
+    a fresh 16-byte reference: this node's random 8-byte prefix and a
+    counter.
+
+    The bytes are those of L{encode_msg_item}; everything but the lengths,
+    the counter and the payload is packed ahead, per topic, QoS, retain
+    flag and mountpoint.
+    """
+
+    __slots__ = ("_cache", "_next", "_prefix")
+
+    def __init__(self, prefix: bytes) -> None:
+        """
+        @param prefix: the first 8 bytes of every reference.
+        """
+        if len(prefix) != 8:
+            raise ValueError("a reference prefix is 8 bytes")
+        self._prefix = prefix
+        self._next = 0
+        self._cache: dict[tuple[str, int, bool, str], tuple[Any, int, bytes, bytes]] = {}
+
+    def next_ref(self) -> bytes:
+        """A fresh reference (for the records encoded elsewhere)."""
+        n = self._next
+        self._next = n + 1
+        return self._prefix + n.to_bytes(8, "big")
+
+    def encode(
+        self, topic: str, payload: bytes, qos: int, retain: bool, mountpoint: str
+    ) -> EncodedItem:
+        """The C{msg} item of one plain message."""
+        entry = self._cache.get((topic, qos, retain, mountpoint))
+        if entry is None:
+            entry = self._entry(topic, qos, retain, mountpoint)
+        pack, fixed, fragment, tail = entry
+        n = self._next
+        self._next = n + 1
+        p = len(payload)
+        return EncodedItem(
+            TAG_MSG,
+            b"".join(
+                (
+                    pack(
+                        b"msg", fixed + p, _MSG_HEAD, b"m", 16, self._prefix, n, fragment, b"m", p
+                    ),
+                    payload,
+                    tail,
+                )
+            ),
+        )
+
+    def _entry(
+        self, topic: str, qos: int, retain: bool, mountpoint: str
+    ) -> tuple[Any, int, bytes, bytes]:
+        fragment = _topic_fragment(topic)
+        tail = _tail(retain, False, qos, mountpoint, False, "prefer_local")
+        pack = struct.Struct(f">3sI12scI8sQ{len(fragment)}scI").pack
+        # The term's length without the payload: the record's head (12),
+        # the ref (5 + 16), the routing key, the payload's header (5), the
+        # rest.
+        entry = (pack, 38 + len(fragment) + len(tail), fragment, tail)
+        if len(self._cache) >= _FRAGMENT_CACHE_LIMIT:
+            self._cache.clear()
+        self._cache[(topic, qos, retain, mountpoint)] = entry
+        return entry
+
+
 def encode_frame(items: Iterable[bytes]) -> bytes:
     """
     One C{vmq-send} frame around already encoded items (see
@@ -458,165 +534,231 @@ def _check_magic(buf: bytes | bytearray, pos: int, magic: bytes) -> bool:
     return False
 
 
-_ATOMS_AT: Final[dict[bytes, Atom]] = {
-    encode_term(Atom(name)): Atom(name)
-    for name in ("true", "false", "undefined", "prefer_local", "local_only", "random")
-}
+class PlainMsg:
+    """
+    A C{msg} item's record in the shape nearly every message has (no
+    properties, no expiry, an ASCII mountpoint), read by hand straight into
+    the fields a router needs, instead of into the 12-tuple the generic
+    decoder gives.
+
+    It still reads as that tuple (C{len}, indexing, iteration, equality
+    with the generic term), decoded from the frame only when asked for.
+
+    @ivar topic: the topic: the routing key's words joined with C{/}.
+    @ivar payload: the payload.
+    @ivar qos: 0, 1 or 2.
+    @ivar retain: the RETAIN flag.
+    @ivar mountpoint: the publisher's mountpoint (C{""} for none).
+    @ivar ref: the message reference.
+    """
+
+    __slots__ = ("_body", "_start", "mountpoint", "payload", "qos", "ref", "retain", "topic")
+
+    def __init__(
+        self,
+        body: bytes,
+        start: int,
+        ref: bytes,
+        topic: str,
+        payload: bytes,
+        flags: tuple[bool, int, str],
+    ) -> None:
+        self._body = body
+        self._start = start
+        self.ref = ref
+        self.topic = topic
+        self.payload = payload
+        self.retain, self.qos, self.mountpoint = flags
+
+    @property
+    def term(self) -> Any:
+        """The C{#vmq_msg{}} record, as the generic decoder reads it."""
+        return decode_term(self._body, self._start + 1)[0]
+
+    def __len__(self) -> int:
+        return 12
+
+    def __iter__(self) -> Any:
+        return iter(self.term)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.term[index]
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PlainMsg):
+            other = other.term
+        return bool(self.term == other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"PlainMsg({self.term!r})"
+
+
 _MSG_HEAD_REF: Final = _MSG_HEAD + _BINARY_EXT
+_PLAIN_ATOMS: Final[dict[bytes, Any]] = {
+    encode_term(Atom(name)): name
+    for name in ("true", "false", "prefer_local", "local_only", "random")
+}
+#: The bytes after a plain record's payload -> (retain, qos, mountpoint).
+_plain_tails: dict[bytes, tuple[bool, int, str]] = {}
 
 
-def _atom_at(body: bytes, pos: int) -> tuple[Atom, int] | None:
-    """A small UTF-8 atom of L{_ATOMS_AT} at C{pos}, or None."""
-    if body[pos] != 119:
+def _read_key(body: bytes, pos: int) -> tuple[bytes, str] | None:
+    """
+    The routing key at C{pos} (its bytes and its topic), if it is a
+    non-empty proper list of binaries that join into UTF-8.
+    """
+    if body[pos] != 108:  # LIST_EXT
         return None
-    end = pos + 2 + body[pos + 1]
-    atom = _ATOMS_AT.get(body[pos:end])
-    return None if atom is None else (atom, end)
-
-
-def _decode_msg(body: bytes, start: int, stop: int) -> tuple[Any, ...] | None:
-    """
-    The C{#vmq_msg{}} record of the C{msg} item spanning C{start:stop}
-    (version byte included), read by hand for the shape this node and
-    VerneMQ write without properties or expiry; the very term
-    L{decode_term} gives.  L{None} for any other shape (the caller then
-    decodes it generically).
-    """
-    if body[start : start + 13] != _MSG_HEAD_REF or body[stop - 16 : stop] != _EMPTY_MAP_TAIL:
+    count = _unpack_u32_from(body, pos + 1)[0]
+    at = pos + 5
+    words: list[bytes] = []
+    for _ in range(count):
+        if body[at] != 109:  # BINARY_EXT
+            return None
+        end = at + 5 + _unpack_u32_from(body, at + 1)[0]
+        words.append(body[at + 5 : end])
+        at = end
+    if body[at] != 106 or not words:  # NIL: a proper list
         return None
     try:
-        pos = start + 13
-        end = pos + 4 + _unpack_u32_from(body, pos)[0]
-        ref = body[pos + 4 : end]
-        pos = end
-        key: list[bytes] = []
-        if body[pos] == 108:  # LIST_EXT of binaries
-            count = _unpack_u32_from(body, pos + 1)[0]
-            pos += 5
-            for _ in range(count):
-                if body[pos] != 109:
-                    return None
-                end = pos + 5 + _unpack_u32_from(body, pos + 1)[0]
-                key.append(body[pos + 5 : end])
-                pos = end
-            if body[pos] != 106:
-                return None
-            pos += 1
-        elif body[pos] == 106:
-            pos += 1
-        else:
-            return None
-        if body[pos] != 109:
-            return None
-        end = pos + 5 + _unpack_u32_from(body, pos + 1)[0]
-        payload = body[pos + 5 : end]
-    except (IndexError, struct.error):
+        topic = b"/".join(words).decode("utf-8")
+    except UnicodeDecodeError:
         return None
-    if end > stop - 16:
+    return body[pos : at + 1], topic
+
+
+def _read_tail(tail: bytes) -> tuple[bool, int, str] | None:
+    """
+    Retain, QoS and mountpoint from the bytes after a record's payload, if
+    they are the plain shape: two booleans, a small QoS, an ASCII (or
+    empty) mountpoint, a boolean, a policy atom, C{#{}} and C{undefined};
+    cached by the bytes.
+    """
+    if not tail.endswith(_EMPTY_MAP_TAIL):
         return None
-    segment = body[end : stop - 16]
-    flags = _segments.get(segment)
-    if flags is None:
-        flags = _segment(segment)
-        if flags is None:
-            return None
-    retain, dup, qos, mountpoint, persisted, policy = flags
-    return (
-        _ATOMS_AT_VMQ_MSG,
-        ref,
-        key,
-        payload,
-        retain,
-        dup,
-        qos,
-        list(mountpoint) if mountpoint else [],
-        persisted,
-        policy,
-        {},
-        _ATOMS_AT[_UNDEFINED_BYTES],
-    )
-
-
-#: The decoded fields between the payload and the properties (retain, dup,
-#: qos, mountpoint, persisted, policy) by their bytes.
-_segments: dict[bytes, tuple[Any, ...]] = {}
-
-
-def _segment(body: bytes) -> tuple[Any, ...] | None:
-    """Parse and cache the bytes between a record's payload and properties."""
     try:
+        atoms = []
         pos = 0
-        if (got := _atom_at(body, pos)) is None:
-            return None
-        retain, pos = got
-        if (got := _atom_at(body, pos)) is None:
-            return None
-        dup, pos = got
-        if body[pos] != 97:
-            return None
-        qos = body[pos + 1]
-        pos += 2
-        if body[pos] == 106:
-            mountpoint: tuple[int, ...] = ()
-            pos += 1
-        elif body[pos] == 107:
-            end = pos + 3 + (body[pos + 1] << 8 | body[pos + 2])
-            mountpoint = tuple(body[pos + 3 : end])
-            pos = end
-        else:
-            return None
-        if (got := _atom_at(body, pos)) is None:
-            return None
-        persisted, pos = got
-        if (got := _atom_at(body, pos)) is None:
-            return None
-        policy, pos = got
+        for expected in ("atom", "atom", "qos", "mountpoint", "atom", "atom"):
+            if expected == "qos":
+                if tail[pos] != 97 or tail[pos + 1] > 2:
+                    return None
+                qos = tail[pos + 1]
+                pos += 2
+            elif expected == "mountpoint":
+                if tail[pos] == 106:
+                    mountpoint = ""
+                    pos += 1
+                elif tail[pos] == 107:
+                    end = pos + 3 + (tail[pos + 1] << 8 | tail[pos + 2])
+                    raw = tail[pos + 3 : end]
+                    if len(raw) != end - pos - 3 or not raw.isascii():
+                        return None
+                    mountpoint = raw.decode("ascii")
+                    pos = end
+                else:
+                    return None
+            else:
+                if tail[pos] != 119:
+                    return None
+                end = pos + 2 + tail[pos + 1]
+                atom = _PLAIN_ATOMS.get(tail[pos:end])
+                if atom is None:
+                    return None
+                atoms.append(atom)
+                pos = end
     except IndexError:
         return None
-    if pos != len(body):
+    retain, dup, persisted, policy = atoms
+    if (
+        pos != len(tail) - len(_EMPTY_MAP_TAIL)
+        or retain not in ("true", "false")
+        or dup not in ("true", "false")
+        or persisted not in ("true", "false")
+        or policy in ("true", "false")
+    ):
         return None
-    if len(_segments) >= _FRAGMENT_CACHE_LIMIT:
-        _segments.clear()
-    flags = _segments[body] = (retain, dup, qos, mountpoint, persisted, policy)
+    flags = (retain == "true", qos, mountpoint)
+    if len(_plain_tails) >= _FRAGMENT_CACHE_LIMIT:
+        _plain_tails.clear()
+    _plain_tails[tail] = flags
     return flags
 
 
-_ATOMS_AT_VMQ_MSG: Final = Atom("vmq_msg")
-
-
-def decode_items(body: bytes, max_uncompressed: int = DEFAULT_MAX_FRAME) -> Batch:
+def decode_items(
+    body: bytes,
+    max_uncompressed: int = DEFAULT_MAX_FRAME,
+    plain: PlainMessageFactory | None = None,
+) -> Batch:
     """
     Split the body of one C{vmq-send} frame into items.
 
+    C{msg} items in the plain shape come as a L{PlainMsg}, or as what
+    C{plain} makes of their fields; every other term as the generic
+    decoder reads it.
+
     @param max_uncompressed: the largest size a compressed term may inflate
         to.
+    @param plain: builds the term of a plain C{msg} item from its topic,
+        payload, retain flag, QoS and mountpoint (a router that wants its
+        own message type, without the record in between).
     @raise InvalidItem: if the items do not exactly fill C{body} or a term
         does not decode.
     """
     items: list[Item] = []
     unknown: list[str] = []
     append = items.append
+    unpack = _unpack_u32_from
+    tails = _plain_tails
+    head = _MSG_HEAD_REF
     pos = 0
     end = len(body)
+    # The last routing key read: a flood usually repeats its topic.
+    key: bytes | None = None
+    topic = ""
     while pos < end:
         if end - pos < _ITEM_HEADER:
             raise InvalidItem(f"{end - pos} stray bytes at the end of a frame")
-        (n,) = _unpack_u32_from(body, pos + 3)
         start = pos + _ITEM_HEADER
-        stop = start + n
+        stop = start + unpack(body, pos + 3)[0]
         if stop > end:
-            raise InvalidItem(f"item of {n} bytes overruns its frame")
+            raise InvalidItem(f"item of {stop - start} bytes overruns its frame")
         raw_tag = body[pos : pos + 3]
+        if raw_tag == b"msg" and body.startswith(head, start):
+            # The plain record, read by hand; anything else falls through
+            # to the generic decoder below.
+            at = start + 17 + unpack(body, start + 13)[0]
+            if key is None or not body.startswith(key, at):
+                try:
+                    found = _read_key(body, at) if at < stop else None
+                except (IndexError, struct.error):
+                    found = None
+                if found is not None:
+                    key, topic = found
+            if key is not None and body.startswith(key, at):
+                mark = at + len(key)
+                if mark + 5 <= stop and body[mark] == 109:  # BINARY_EXT
+                    after = mark + 5 + unpack(body, mark + 1)[0]
+                    if after <= stop:
+                        tail = body[after:stop]
+                        flags = tails.get(tail) or _read_tail(tail)
+                        if flags is not None:
+                            payload = body[mark + 5 : after]
+                            if plain is not None:
+                                append((TAG_MSG, plain(topic, payload, *flags)))
+                            else:
+                                ref = body[start + 17 : at]
+                                append((TAG_MSG, PlainMsg(body, start, ref, topic, payload, flags)))
+                            pos = stop
+                            continue
         tag = _KNOWN_TAGS.get(raw_tag)
         if tag is not None:
-            if n == 0 or body[start] != VERSION:
+            if stop == start or body[start] != VERSION:
                 raise InvalidItem(f"{tag} item without a term version byte")
             try:
-                fast = _decode_msg(body, start, stop) if tag is TAG_MSG else None
-                if fast is not None:
-                    term, after = fast, stop
-                else:
-                    term, after = decode_term(body, start + 1, max_uncompressed=max_uncompressed)
+                term, after = decode_term(body, start + 1, max_uncompressed=max_uncompressed)
             except EtfError as e:
                 raise InvalidItem(f"undecodable {tag} item: {e}") from None
             if after != stop:
@@ -639,11 +781,18 @@ class InboundDecoder:
 
     @ivar max_frame: the largest frame body accepted
         (C{incoming_clustering_buffer_size}).
+    @ivar plain: what plain C{msg} records become (L{decode_items}).
     @ivar greeted: whether the hello has been decoded.
     """
 
-    def __init__(self, max_frame: int = DEFAULT_MAX_FRAME) -> None:
+    def __init__(
+        self, max_frame: int = DEFAULT_MAX_FRAME, plain: PlainMessageFactory | None = None
+    ) -> None:
+        """
+        @param plain: see L{decode_items}.
+        """
         self.max_frame = max_frame
+        self.plain = plain
         self.greeted = False
         self._buf = bytearray()
         self._pos = 0
@@ -696,7 +845,7 @@ class InboundDecoder:
             return None
         body = bytes(buf[pos + _SEND_HEADER : stop])
         self._pos = stop
-        return decode_items(body, self.max_frame)
+        return decode_items(body, self.max_frame, self.plain)
 
     def events(self, data: bytes) -> list[Hello | Batch]:
         """

@@ -53,11 +53,17 @@ mountpoint as a L{RemoteMember} (C{local} false), so each group holds the
 members of the whole cluster and the publisher's node picks one with the
 publisher's C{shared_subscription_policy}, as VerneMQ does.  A remote
 member that is chosen gets the message as an C{enq} item addressed to its
-session, C{{undefined, Ref, {enqueue_many, {Mountpoint, ClientId},
+session, C{{CallerPid, Ref, {enqueue_many, {Mountpoint, ClientId},
 [{deliver, QoS, VmqMsg}], #{shared => Filter}}}}; the receiving node
 delivers it to that session with the session's own options, or, if the
 session or its subscription is gone by then, to another member of the
-group on that node (never back across the cluster).  A C{msg} item is
+group on that node (never back across the cluster), and answers
+C{{Ref, ok}} (or C{{Ref, {error, no_session}}} when no member there took
+it) to C{CallerPid} over the Erlang distribution.  The sender keeps the
+message until then and, on an error, no answer within
+C{remote_enqueue_timeout}, the member's node going down or its data link
+being down, hands it to another member (L{vernemq.cluster.enqueue}, per
+C{shared_subscription_timeout_action}).  A C{msg} item is
 routed to plain subscriptions only (L{route_forwarded}), so a group never
 gets a message twice.  Remote members count as online while their node is
 a peer; they are in the groups only while it is.
@@ -76,12 +82,6 @@ deletes a retained message (a tombstone would delete it cluster-wide);
 the price is that a retained message cleared while the node ran alone
 comes back from the store when it is clustered again.
 
-Not done yet
-============
-
-  - An C{enq} is not acknowledged: a message sent to a shared member on a
-    node that fails before delivering it is lost.
-
 Sessions moving between nodes (takeover, queue migration, C{cluster
 leave -k}, a dead node's queues) are L{vernemq.cluster.sessions}; an
 C{enq} item with C{#{migrated => true}} options carries a message that
@@ -92,7 +92,6 @@ session as is).
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import os
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Final
@@ -106,9 +105,18 @@ from vernemq.broker.shared import POLICIES, SharedGroup, tag
 from vernemq.broker.topics import parse_shared
 from vernemq.broker.trie import SubscriptionTrie
 from vernemq.cluster.datachannel import IDataItemHandler, RoutedMessage
-from vernemq.cluster.dataframes import TAG_ENQ, TAG_MSG, Item, encode_msg_item
+from vernemq.cluster.dataframes import (
+    TAG_ENQ,
+    TAG_MSG,
+    Item,
+    PlainMsg,
+    PlainMsgEncoder,
+    encode_msg_item,
+)
+from vernemq.cluster.enqueue import RemoteEnqueues, enqueue_result
 from vernemq.cluster.metadata.store import MetadataStore
 from vernemq.dist.etf import Atom
+from vernemq.mqtt.codec import encode_publish
 
 if TYPE_CHECKING:
     from vernemq.broker.broker import Broker
@@ -237,6 +245,16 @@ class RemoteMember:
         self.router.remote_enqueue(self, msg)
 
 
+class ForwardedMessage(Message):
+    """
+    A message another node forwarded here, with the mountpoint it was
+    published in (L{ClusterRouter.plain_message}).
+    """
+
+    __slots__ = ("mountpoint",)
+    mountpoint: str
+
+
 @implementer(IDataItemHandler)
 class ClusterRouter:
     """
@@ -248,7 +266,11 @@ class ClusterRouter:
     @ivar peers: the members this node routes to (itself excluded).
     @ivar counters: C{forwarded} (items sent), C{forward_dropped} (items a
         link refused), C{received} (C{msg} items routed here),
-        C{bad_items}.
+        C{bad_items}; C{enqueue_received} and C{enqueue_undelivered} for
+        C{enq} items received, and the sender's C{enqueue_*} counters of
+        L{vernemq.cluster.enqueue}.
+    @ivar enqueues: the remote enqueues to shared-subscription members
+        (acknowledged once L{RemoteEnqueues.attach}ed to the distribution).
     """
 
     log = Logger()
@@ -286,12 +308,12 @@ class ClusterRouter:
         self._remote: dict[str, SubscriptionTrie[str, str]] = {}
         self._refs: dict[tuple[str, str, str], int] = {}
         self._writing = False
-        self._refs_prefix = os.urandom(8)
-        self._ref_counter = itertools.count()
+        self._plain = PlainMsgEncoder(os.urandom(8))
         self._cancels = [
             store.subscribe(SUBSCRIBER, self._subscriber_changed),
             store.subscribe(RETAIN, self._retain_changed),
         ]
+        self.enqueues = RemoteEnqueues(self)
         broker.cluster_router = self
 
     # -- life cycle --------------------------------------------------------
@@ -314,6 +336,7 @@ class ClusterRouter:
         for cancel in self._cancels:
             cancel()
         self._cancels = []
+        self.enqueues.stop()
         self.broker.clustered = False
         if self.broker.cluster_router is self:
             self.broker.cluster_router = None
@@ -411,6 +434,15 @@ class ClusterRouter:
         if not matches:
             return 0
         peers = self.peers
+        if len(matches) == 1:
+            node = matches[0][0]
+            if node not in peers:
+                return 0
+            if self._send(node, self._item(topics.mountpoint, msg)):
+                self.counters["forwarded"] += 1
+            else:
+                self.counters["forward_dropped"] += 1
+            return 1
         item: Item | None = None
         sent: set[str] = set()
         for node, _ in matches:
@@ -437,9 +469,7 @@ class ClusterRouter:
         """
         return self._message(RoutedMessage.from_term(term))
 
-    def migrated_item(
-        self, sid: tuple[str, str], msg: Message, qos: int, retain: bool
-    ) -> Item:
+    def migrated_item(self, sid: tuple[str, str], msg: Message, qos: int, retain: bool) -> Item:
         """
         The C{enq} item that hands C{msg} (for C{qos}, with C{retain}) to
         session C{sid} on another node, as it is: no subscription or group
@@ -463,11 +493,15 @@ class ClusterRouter:
     def _item(self, mountpoint: str, msg: Message) -> Item:
         # What self._routed(mountpoint, msg).to_item() is, encoded once
         # (not per peer) straight from cached fragments.
+        if not msg.properties and msg.expires_at is None:
+            return self._plain.encode(  # type: ignore[return-value]
+                msg.topic, msg.payload, msg.qos, msg.retain, mountpoint
+            )
         expiry: Any = None
         if msg.expires_at is not None:
             expiry = (_EXPIRE_AFTER, max(int(msg.expires_at - self._now()), 0))
         return encode_msg_item(  # type: ignore[return-value]
-            self._refs_prefix + next(self._ref_counter).to_bytes(8, "big"),
+            self._plain.next_ref(),
             msg.topic,
             msg.payload,
             msg.retain,
@@ -484,7 +518,7 @@ class ClusterRouter:
         expiry: Any = None
         if msg.expires_at is not None:
             expiry = (_EXPIRE_AFTER, max(int(msg.expires_at - self._now()), 0))
-        ref = self._refs_prefix + next(self._ref_counter).to_bytes(8, "big")
+        ref = self._plain.next_ref()
         return RoutedMessage(
             msg.topic,
             msg.payload,
@@ -585,26 +619,11 @@ class ClusterRouter:
         member.joined = False
 
     def remote_enqueue(self, member: RemoteMember, msg: Message) -> None:
-        """Send C{msg} to a remote shared-subscription member (an C{enq} item)."""
-        mountpoint, client_id = member.sid
-        routed = self._routed(mountpoint, msg)
-        item = (
-            TAG_ENQ,
-            (
-                _UNDEFINED,
-                routed.msg_ref,
-                (
-                    _ENQUEUE_MANY,
-                    (mountpoint.encode("utf-8"), client_id.encode("utf-8")),
-                    [(_DELIVER, member.opts.qos, routed.to_term())],
-                    {_SHARED: member.shared_filter.encode("utf-8")},
-                ),
-            ),
-        )
-        if self._send(member.node, item):
-            self.counters["enqueued"] += 1
-        else:
-            self.counters["forward_dropped"] += 1
+        """
+        Send C{msg} to a remote shared-subscription member (an C{enq}
+        item), acknowledged: see L{vernemq.cluster.enqueue}.
+        """
+        self.enqueues.send(member, msg)
 
     def _ref(self, mountpoint: str, topic_filter: str, node: str) -> None:
         if node == self.node or topic_filter.startswith("$share/"):
@@ -676,30 +695,19 @@ class ClusterRouter:
         tag_, term = item
         try:
             if tag_ == TAG_MSG:
-                # The usual record (as _decode_msg reads it: no properties,
-                # no expiry, a plain binary payload, no mountpoint): straight
-                # to a Message, without a RoutedMessage in between.
-                if (
-                    term.__class__ is tuple
-                    and len(term) == 12
-                    and term[7] == []
-                    and term[10] == {}
-                    and term[11] == "undefined"
-                    and term[0] == "vmq_msg"
-                    and term[3].__class__ is bytes
-                    and term[6] in (0, 1, 2)
-                    and term[2].__class__ is list
-                ):
-                    retain = term[4]
-                    msg = Message(
-                        b"/".join(term[2]).decode("utf-8"),
-                        term[3],
-                        term[6],
-                        retain is True or (isinstance(retain, str) and retain == "true"),
-                    )
+                if term.__class__ is ForwardedMessage:
+                    # The usual record, decoded by plain_message.
                     self.counters["received"] += 1
                     broker = self.broker
-                    route_forwarded(broker.topics(""), msg, broker.counters)
+                    route_forwarded(broker.topics(term.mountpoint), term, broker.counters)
+                    return
+                if term.__class__ is PlainMsg:
+                    self.counters["received"] += 1
+                    broker = self.broker
+                    forwarded = self.plain_message(
+                        term.topic, term.payload, term.retain, term.qos, term.mountpoint
+                    )
+                    route_forwarded(broker.topics(term.mountpoint), forwarded, broker.counters)
                     return
                 routed = RoutedMessage.from_term(term)
                 msg = self._message(routed)
@@ -719,20 +727,50 @@ class ClusterRouter:
                 error=str(error),
             )
 
+    def plain_message(
+        self, topic: str, payload: bytes, retain: bool, qos: int, mountpoint: str
+    ) -> ForwardedMessage:
+        """
+        The message for a plain C{#vmq_msg{}} record (no properties, no
+        expiry), made while the frame is decoded
+        (L{vernemq.cluster.dataframes.PlainMessageFactory}).  Its PUBLISH
+        for 3.1/3.1.1 subscribers is encoded here once, so that they get
+        it as it is (L{Message.frame}), as a local publish's received bytes
+        are.
+        """
+        raw = encode_publish(topic, payload, qos, retain, False, 1 if qos else None, None, 4)
+        msg = ForwardedMessage(topic, payload, qos, retain, None, raw, 4)
+        msg.mountpoint = mountpoint
+        return msg
+
     def _enqueue(self, term: Any) -> None:
-        _caller, _ref, request = term
+        """
+        An C{enq} item: deliver, then answer C{CallerPid} (unless
+        C{undefined}) with C{{Ref, ok}} or C{{Ref, {error, Reason}}}; a
+        malformed request is answered C{{error, badarg}} and reported.
+        """
+        caller, ref, request = term
+        try:
+            delivered = self._enqueue_request(request)
+        except (ValueError, TypeError, IndexError):
+            self.enqueues.reply(caller, ref, (Atom("error"), Atom("badarg")))
+            raise
+        self.enqueues.reply(caller, ref, enqueue_result(delivered))
+
+    def _enqueue_request(self, request: Any) -> bool:
+        """Deliver an C{enqueue_many} request; whether every message was taken."""
         op, (rawMountpoint, rawClientId), msgs, opts = request
         if op != _ENQUEUE_MANY or not isinstance(opts, dict):
             raise ValueError("not an enqueue_many request")
         sid = (_text(rawMountpoint), _text(rawClientId))
         if _MIGRATED in opts:
-            self._enqueue_migrated(sid, msgs)
-            return
+            return self._enqueue_migrated(sid, msgs)
         shared_filter = _text(opts.get(_SHARED, b""))
         group_name, topic_filter = parse_shared(shared_filter)
         topics = self.broker.topics(sid[0])
         group = None if group_name is None else topics.shared.get(group_name, topic_filter)
         session = self.broker.sessions.get(sid)
+        delivered = True
         for _deliver, _qos, record in msgs:
             msg = self._message(RoutedMessage.from_term(record))
             self.counters["enqueue_received"] += 1
@@ -748,22 +786,27 @@ class ClusterRouter:
                 entry = _LOCAL_ONLY.choose(tuple(group.members.items()), topics.shared.rng)
             if entry is None:
                 self.counters["enqueue_undelivered"] += 1
+                delivered = False
                 continue
             member, member_opts = entry
             if member_opts.qos and msg.qos and group is not None:
                 msg = tag(msg, group)
             member.deliver(msg, member_opts.qos, member_opts.rap, member_opts.sub_ids)
+        return delivered
 
-    def _enqueue_migrated(self, sid: tuple[str, str], msgs: Any) -> None:
+    def _enqueue_migrated(self, sid: tuple[str, str], msgs: Any) -> bool:
         """Messages a session's old node got after it moved here."""
         session = self.broker.sessions.get(sid)
+        delivered = True
         for _deliver, qos, record in msgs:
             msg = self._message(RoutedMessage.from_term(record))
             self.counters["enqueue_received"] += 1
             if session is None:
                 self.counters["enqueue_undelivered"] += 1
+                delivered = False
                 continue
             session.deliver(msg, int(qos), True, ())
+        return delivered
 
 
 def route_forwarded(topics: Topics, msg: Message, stats: Stats) -> int:
@@ -776,8 +819,17 @@ def route_forwarded(topics: Topics, msg: Message, stats: Stats) -> int:
 
     @return: the number of sessions it was handed to.
     """
+    matches = topics.trie.match(msg.topic)
+    if len(matches) == 1:
+        sub, opts = matches[0]
+        if sub.__class__ is not SharedGroup:
+            sub.deliver(msg, opts.qos, opts.rap, opts.sub_ids)
+            stats.routed += 1
+            return 1
+        stats.unrouted += 1
+        return 0
     merged: dict[Any, SubOpts] = {}
-    for sub, opts in topics.trie.match(msg.topic):
+    for sub, opts in matches:
         if sub.__class__ is SharedGroup:
             continue
         prev = merged.get(sub)

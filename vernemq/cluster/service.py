@@ -31,6 +31,9 @@ distribution node exists.  It wires:
     dialling a peer that answers with one;
   - cluster routing (L{ClusterRouter}): replicated subscriptions and
     retained messages, one copy of a publish per remote node with a match;
+    enqueues to remote shared-subscription members acknowledged over the
+    distribution (L{vernemq.cluster.enqueue}), their data link's state
+    deciding whether one is tried at all;
   - sessions across nodes (L{ClusterSessions}): registrations coordinated
     per C{coordinate_registrations}, takeover and queue migration, and the
     leave hooks L{LeaveHooks.migrateQueues} / L{LeaveHooks.fixDeadQueues}.
@@ -163,9 +166,16 @@ def makeCluster(config: Any, node: NodeService, reactor: Any) -> Cluster:
         settings=DataChannelSettings.from_config(config),
         server_endpoint_factory=tls.server_endpoint,
         client_endpoint_factory=tls.client_endpoint,
+        plain_message=router.plain_message,
     )
     holder.append(datachannel)
     exportDataAddress(transport, datachannel)
+
+    def reachable(peer: str) -> bool:
+        link = datachannel.channel(peer)
+        return link is not None and link.reachable
+
+    router.enqueues.attach(node.dist, reachable)
     sessions = ClusterSessions(
         broker,
         router,

@@ -831,6 +831,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         "ignore",
         "on remote enqueue timeout: ignore (may lose) or requeue (may duplicate)",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "topic_max_depth",
@@ -1026,6 +1027,7 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
         5000,
         "milliseconds to wait for a remote enqueue",
         hidden=True,
+        implemented=True,
     ),
     _S(
         "cluster_ready_rpc_timeout",
