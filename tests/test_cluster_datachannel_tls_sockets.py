@@ -3,7 +3,10 @@
 The data channel over TLS (C{listener.vmqs}) on real sockets: two data
 channel services on 127.0.0.1 (ephemeral ports) with certificates from
 L{tests.tlshelpers} exchange items over TLS; a peer whose certificate the
-CA did not sign is refused with one log line and gets nothing through.
+CA did not sign is refused with one log line and gets nothing through; a
+peer whose certificate the CA signed for another host, claiming a member's
+node name, is refused the same way (C{certificate_name_mismatch}) unless
+C{verify_nodename = off}.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
 from tests.test_cluster_datachannel_sockets import Collector
+from tests.test_cluster_datatls import NodeCertificates
 from tests.tlshelpers import Certificates
 from vernemq.cluster.datachannel import (
     DataChannelService,
@@ -47,7 +51,7 @@ class Warnings:
             self.events.append(event)
 
 
-class TLSDataChannelTests(TestCase):
+class TLSNodes(TestCase):
     """
     Nodes with C{vmqs} listeners (C{require_certificate = on}), real TLS
     on loopback.
@@ -67,26 +71,33 @@ class TLSDataChannelTests(TestCase):
             await deferLater(reactor, 0.01)
 
     def node(
-        self, name: str, listener: str, trusted: bool, handler: Collector
+        self,
+        name: str,
+        listener: str,
+        trusted: bool,
+        handler: Collector,
+        settings: dict[str, Any] | None = None,
+        members: tuple[str, ...] = (A, B, E),
     ) -> DataChannelService:
         """
         A started data channel for C{name} with one C{vmqs} listener: the
         CA-signed certificate, or (C{trusted=False}) one from another CA;
-        the test CA as cafile either way.
+        the test CA as cafile either way.  C{settings} replaces those
+        listener settings.
         """
-        settings = {
-            "certfile": self.certs.server if trusted else self.certs.untrusted,
-            "keyfile": self.certs.serverKey if trusted else self.certs.untrustedKey,
-            "cafile": self.certs.ca,
-            "require_certificate": True,
-            "tls_version": "tlsv1.2",
-            "depth": 1,
-            "tls_handshake_timeout": 5000,
-        }
+        if settings is None:
+            settings = {
+                "certfile": self.certs.server if trusted else self.certs.untrusted,
+                "keyfile": self.certs.serverKey if trusted else self.certs.untrustedKey,
+                "cafile": self.certs.ca,
+                "require_certificate": True,
+                "verify_nodename": True,
+                "tls_version": "tlsv1.2",
+                "depth": 1,
+                "tls_handshake_timeout": 5000,
+            }
         label = f"listener.vmqs.{listener}"
-        tls = DataChannelTLS(
-            {listener: (ServerTLS(settings, label), ClientTLS(settings, label))}
-        )
+        tls = DataChannelTLS({listener: (ServerTLS(settings, label), ClientTLS(settings, label))})
 
         def resolve(node: str) -> PeerAddress | None:
             return self.services[node].connect_params()
@@ -94,7 +105,7 @@ class TLSDataChannelTests(TestCase):
         service = DataChannelService(
             name,
             handler,
-            lambda node: node in (A, B, E),
+            lambda node: node in members,
             resolve,
             reactor,
             listeners=[ListenerSpec("vmqs", listener, "127.0.0.1", 0, None, settings)],
@@ -107,6 +118,10 @@ class TLSDataChannelTests(TestCase):
         service.startService()
         self.addCleanup(service.stopService)
         return service
+
+
+class TLSDataChannelTests(TLSNodes):
+    """The data channel over TLS between nodes of one CA."""
 
     def test_exchange(self) -> Deferred[None]:
         """
@@ -167,9 +182,7 @@ class TLSDataChannelTests(TestCase):
 
         def refused() -> list[LogEvent]:
             return [
-                e
-                for e in self.warnings.events
-                if e.get("listener") == "listener.vmqs.clustering"
+                e for e in self.warnings.events if e.get("listener") == "listener.vmqs.clustering"
             ]
 
         def unreachable(peer: str) -> list[LogEvent]:
@@ -202,3 +215,133 @@ class TLSDataChannelTests(TestCase):
         # On A: the refusal of E's connection and the failure of its own link only.
         onA = [e for e in self.warnings.events if e in refused() or e in unreachable(E)]
         self.assertEqual(len(onA), 2)
+
+
+#: Nodes named by host name (the data channel cannot check a host name
+#: against the source address: only the certificate ties them).
+NA = "a@node-a.cluster.test"
+NB = "b@node-b.cluster.test"
+
+
+class NodeNameTests(TLSNodes):
+    """
+    Certificates tied to node names (C{verify_nodename}, on with
+    C{require_certificate}): every certificate is signed by the cluster
+    CA, each for one node's host name.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.ca = NodeCertificates(self.mktemp())
+
+    def named(
+        self, name: str, hosts: tuple[str, ...], handler: Collector, **extra: Any
+    ) -> DataChannelService:
+        """A started node C{name} whose certificate names C{hosts}."""
+        return self.node(
+            name, "clustering", True, handler, self.ca.settings(hosts, **extra), (NA, NB)
+        )
+
+    def lines(self, event: str, **match: Any) -> list[LogEvent]:
+        return [
+            e
+            for e in self.warnings.events
+            if e.get("cluster_event") == event and all(e.get(k) == v for k, v in match.items())
+        ]
+
+    def test_matchingCertificates(self) -> None:
+        """
+        Nodes whose certificates name their hosts (one exactly, one by a
+        wildcard) exchange items both ways, nothing logged.
+        """
+        return Deferred.fromCoroutine(self._matching())
+
+    async def _matching(self) -> None:
+        collectors = {NA: Collector(1), NB: Collector(1)}
+        a = self.named(NA, ("node-a.cluster.test",), collectors[NA])
+        b = self.named(NB, ("*.cluster.test",), collectors[NB])
+        toB, toA = a.add_peer(NB), b.add_peer(NA)
+        self.assertTrue(toB.send(RoutedMessage("t", b"to b").to_item()))
+        self.assertTrue(toA.send(RoutedMessage("t", b"to a").to_item()))
+        await collectors[NA].done
+        await collectors[NB].done
+        self.assertEqual(a.inbound_nodes(), [NB])
+        self.assertEqual(b.inbound_nodes(), [NA])
+        self.assertEqual(self.warnings.events, [])
+
+    def test_impostor(self) -> None:
+        """
+        A node with a CA-signed certificate for another host claiming a
+        member's name (B) is refused by A's listener with
+        C{certificate_name_mismatch} and exactly one log line, and A's own
+        link to "B" fails the handshake with one line: nothing crosses.
+        """
+        return Deferred.fromCoroutine(self._impostor())
+
+    async def _impostor(self) -> None:
+        collectors = {NA: Collector(1), NB: Collector(1)}
+        a = self.named(NA, ("node-a.cluster.test",), collectors[NA])
+        impostor = self.named(NB, ("node-e.cluster.test",), collectors[NB])
+        fromImpostor = impostor.add_peer(NA)
+        toImpostor = a.add_peer(NB)
+        self.assertTrue(fromImpostor.send(RoutedMessage("t", b"from e").to_item()))
+        self.assertTrue(toImpostor.send(RoutedMessage("t", b"to e").to_item()))
+
+        await self._until(
+            lambda: self.lines("data_link_refused") and self.lines("data_link_unreachable", peer=NB)
+        )
+        await deferLater(reactor, 0.5)
+
+        [refusal] = self.lines("data_link_refused")
+        self.assertEqual(refusal["reason"], "certificate_name_mismatch")
+        self.assertEqual(refusal["node"], NB)
+        self.assertEqual(
+            refusal["detail"],
+            " (its certificate names DNS:node-e.cluster.test, not node-b.cluster.test"
+            " (listener.vmqs.clustering.verify_nodename = off skips this check))",
+        )
+        [ours] = self.lines("data_link_unreachable", peer=NB)
+        self.assertIn("TLS handshake failed", ours["why"])
+        self.assertIn(
+            "the peer's certificate names DNS:node-e.cluster.test, not node-b.cluster.test",
+            ours["why"],
+        )
+        # A logged those two lines; the impostor one for its link (A
+        # closed it after the hello) and one on its listener (A dropped
+        # the handshake): nothing else.
+        [theirs] = self.lines("data_link_unreachable", peer=NA)
+        [dropped] = [e for e in self.warnings.events if e.get("listener")]
+        self.assertIn("TLS handshake failed", dropped["log_format"])
+        self.assertEqual(len(self.warnings.events), 4)
+        self.assertEqual(
+            {id(e) for e in (refusal, ours, theirs, dropped)}, set(map(id, self.warnings.events))
+        )
+        self.assertEqual(a.inbound_nodes(), [])
+        self.assertEqual(impostor.inbound_nodes(), [])
+        self.assertFalse(fromImpostor.reachable)
+        self.assertFalse(toImpostor.reachable)
+        self.assertEqual(collectors[NA].items, [])
+        self.assertEqual(collectors[NB].items, [])
+        self.assertEqual(a.totals().items_received, 0)
+        self.assertEqual(impostor.totals().items_received, 0)
+        self.assertEqual(a.inbound_counters.links_refused, 1)
+
+    def test_optOut(self) -> None:
+        """
+        With C{verify_nodename = off} the certificate is verified against
+        the CA only, as before: the same impostor gets through.
+        """
+        return Deferred.fromCoroutine(self._optOut())
+
+    async def _optOut(self) -> None:
+        collectors = {NA: Collector(1), NB: Collector(1)}
+        a = self.named(NA, ("node-a.cluster.test",), collectors[NA], verify_nodename=False)
+        impostor = self.named(NB, ("node-e.cluster.test",), collectors[NB], verify_nodename=False)
+        fromImpostor, toImpostor = impostor.add_peer(NA), a.add_peer(NB)
+        self.assertTrue(fromImpostor.send(RoutedMessage("t", b"from e").to_item()))
+        self.assertTrue(toImpostor.send(RoutedMessage("t", b"to e").to_item()))
+        await collectors[NA].done
+        await collectors[NB].done
+        self.assertEqual(a.inbound_nodes(), [NB])
+        self.assertEqual(impostor.inbound_nodes(), [NA])
+        self.assertEqual(self.warnings.events, [])

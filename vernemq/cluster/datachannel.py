@@ -48,7 +48,10 @@ Where this does better than VerneMQ (and how it stays compatible)
     address (or from loopback).  A hostname cannot be checked without DNS
     and is taken on trust.  Only an authenticated transport (C{vmqs} with
     client certificates) proves identity; this catches misconfiguration
-    and casual spoofing.  The check is injectable (C{verify_peer}).
+    and casual spoofing.  The check is injectable (C{verify_peer}).  Over
+    C{vmqs} with client certificates the name's host must also be named by
+    the certificate (L{InboundDataProtocol.certificate_check}, set by
+    L{vernemq.cluster.datatls}), else C{certificate_name_mismatch}.
   - An accepted link that does not finish its hello within
     C{handshake_timeout} (10 s) is closed; VerneMQ waits forever.
   - Junk is refused as soon as a byte cannot start the expected magic;
@@ -134,6 +137,7 @@ from vernemq.listeners.tls import describe_handshake_failure
 from vernemq.listening import ListenerService
 
 __all__ = [
+    "CertificateCheck",
     "DataChannelCounters",
     "DataChannelService",
     "DataChannelSettings",
@@ -456,6 +460,10 @@ ClientEndpointFactory = Callable[[Any, PeerAddress, float], IStreamClientEndpoin
 Resolver = Callable[[str], Any]
 #: C{verify_peer(node, peer_address) -> bool}.
 PeerVerifier = Callable[[str, IAddress], bool]
+#: C{check(node, transport) -> why | None}: why the certificate on an
+#: inbound TLS connection does not belong to C{node} (L{None}: it does, or
+#: there is nothing to check); see L{InboundDataProtocol.certificate_check}.
+CertificateCheck = Callable[[str, Any], "str | None"]
 
 
 def tcp_server_endpoint(reactor: Any, spec: ListenerSpec) -> IStreamServerEndpoint:
@@ -525,6 +533,10 @@ class InboundDataProtocol(Protocol):
 
     log = Logger()
     transport: Any
+    #: Set by the TLS server endpoint of a listener that ties certificates
+    #: to node names (L{vernemq.cluster.datatls}): a hello whose node it
+    #: finds a reason against is refused with C{certificate_name_mismatch}.
+    certificate_check: CertificateCheck | None = None
 
     def __init__(self, service: DataChannelService) -> None:
         self._service = service
@@ -587,8 +599,13 @@ class InboundDataProtocol(Protocol):
     def _hello(self, node: str) -> bool:
         service = self._service
         reason = service.check_hello(node, self.transport.getPeer())
+        detail = ""
+        if reason is None and self.certificate_check is not None:
+            mismatch = self.certificate_check(node, self.transport)
+            if mismatch is not None:
+                reason, detail = "certificate_name_mismatch", mismatch
         if reason is not None:
-            self._refuse(node, reason, broken=False)
+            self._refuse(node, reason, broken=False, detail=detail)
             return False
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -797,6 +814,9 @@ class OutgoingDataProtocol(Protocol):
 class _OutgoingFactory(Factory):
     def __init__(self, link: OutgoingDataChannel) -> None:
         self._link = link
+        #: The node its connections dial (a TLS client endpoint checks the
+        #: peer's certificate against it: L{vernemq.cluster.datatls}).
+        self.peer = link.peer
 
     def buildProtocol(self, addr: IAddress | None) -> OutgoingDataProtocol:
         return OutgoingDataProtocol(self._link, self._link._dialing_tls)

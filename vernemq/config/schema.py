@@ -343,6 +343,15 @@ LISTENER_SETTINGS: tuple[ListenerSetting, ...] = (
         implemented=True,
     ),
     _LS(
+        "verify_nodename",
+        _FLAG,
+        True,
+        "with require_certificate, a peer's certificate must name the host of its node name"
+        " (subjectAltName DNS/IP, else CN), inbound and outbound; off = the CA chain only",
+        ("vmqs",),
+        implemented=True,
+    ),
+    _LS(
         "use_identity_as_username",
         _FLAG,
         False,
