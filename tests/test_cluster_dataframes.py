@@ -32,6 +32,7 @@ from vernemq.cluster.dataframes import (
     InvalidHello,
     InvalidItem,
     OutgoingBatch,
+    PlainMsgEncoder,
     decode_items,
     encode_frame,
     encode_hello,
@@ -209,6 +210,116 @@ class FastPathTests(SynchronousTestCase):
         self.assertEqual(
             [type(x) for x in term[2] + term[7]], [type(x) for x in generic[2] + generic[7]]
         )
+
+
+class PlainMsgEncoderTests(SynchronousTestCase):
+    """
+    L{PlainMsgEncoder} writes what L{encode_msg_item} writes, with
+    references that never repeat.
+    """
+
+    @given(
+        messages=st.lists(
+            st.tuples(
+                _TEXT, st.binary(max_size=300), st.sampled_from([0, 1, 2]), st.booleans(), _TEXT
+            ),
+            max_size=6,
+        )
+    )
+    def test_sameAsEncodeMsgItem(self, messages: list[Any]) -> None:
+        encoder = PlainMsgEncoder(b"8 bytes!")
+        refs = set()
+        for topic, payload, qos, retain, mountpoint in messages:
+            item = encoder.encode(topic, payload, qos, retain, mountpoint)
+            ref = decode(item.wire[7:])[1]
+            refs.add(ref)
+            expected = encode_msg_item(
+                ref,
+                topic,
+                payload,
+                retain,
+                False,
+                qos,
+                mountpoint,
+                False,
+                "prefer_local",
+                None,
+                None,
+            )
+            self.assertEqual(item.wire, expected.wire)
+            self.assertEqual(ref[:8], b"8 bytes!")
+        self.assertEqual(len(refs), len(messages))
+        self.assertNotIn(encoder.next_ref(), refs)
+
+
+_RECORD = st.tuples(
+    st.sampled_from(["a/b", "a/c", "sensors/é/1", "x"]),
+    st.binary(max_size=20),
+    st.sampled_from([0, 1, 2]),
+    st.booleans(),
+    st.sampled_from(["", "mp", "é"]),
+    st.sampled_from([({}, None), ({Atom("p_content_type"): b"t"}, None)]),
+)
+
+
+class PlainFrameTests(SynchronousTestCase):
+    """
+    A frame of many C{msg} records (topics, flags and shapes mixed, as the
+    hand reader's caches see them) decodes record for record as the
+    generic decoder reads it, and a C{plain} factory gets the fields of
+    exactly the plain ones, in order.
+    """
+
+    @given(records=st.lists(_RECORD, min_size=1, max_size=12))
+    def test_mixedFrame(self, records: list[Any]) -> None:
+        wires = []
+        for i, (topic, payload, qos, retain, mountpoint, (props, expiry)) in enumerate(records):
+            routed = RoutedMessage(
+                topic,
+                payload,
+                qos,
+                retain,
+                mountpoint,
+                False,
+                b"r%d" % i,
+                False,
+                "prefer_local",
+                props,
+                expiry,
+            )
+            wires.append(encode_item("msg", routed.to_term()))
+        body = b"".join(wires)
+        generic = [decode(w[7:]) for w in wires]
+        self.assertEqual([term for _, term in decode_items(body).items], generic)
+
+        made: list[Any] = []
+
+        def plain(topic: str, payload: bytes, retain: bool, qos: int, mountpoint: str) -> Any:
+            made.append((topic, payload, retain, qos, mountpoint))
+            return ("plain", len(made) - 1)
+
+        items = decode_items(body, plain=plain).items
+        expected = []
+        for (topic, payload, qos, retain, mountpoint, (props, _)), term, (tag, got) in zip(
+            records, generic, items, strict=True
+        ):
+            self.assertEqual(tag, "msg")
+            if not props and mountpoint.isascii():
+                self.assertEqual(got, ("plain", len(expected)))
+                expected.append((topic, payload, retain, qos, mountpoint))
+            else:
+                self.assertEqual(got, term)
+        self.assertEqual(made, expected)
+
+    def test_plainDecoder(self) -> None:
+        """
+        L{InboundDecoder} hands its C{plain} factory to every frame.
+        """
+        routed = RoutedMessage("a/b", b"hi", 1, True, "")
+        frame = encode_frame([encode_item("msg", routed.to_term())])
+        decoder = InboundDecoder(plain=lambda *fields: fields)
+        (_, batch) = decoder.events(encode_hello("a@h") + frame)
+        self.assertEqual(batch.items, [("msg", ("a/b", b"hi", True, 1, ""))])
 
 
 class OutgoingBatchTests(SynchronousTestCase):

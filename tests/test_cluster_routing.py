@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from tests.brokerhelpers import FakeClient, Harness
 from vernemq.broker.message import Message
 from vernemq.cluster.datachannel import PeerAddress
-from vernemq.cluster.dataframes import Item
+from vernemq.cluster.dataframes import Item, decode_items
 from vernemq.cluster.metadata.store import MergeReport, MetadataStore
 from vernemq.cluster.metadata.testing import MemoryNetwork
 from vernemq.cluster.routing import (
@@ -95,7 +95,11 @@ class FakeCluster:
             moved = self.metadata.deliver()
             data, self.data = self.data, []
             for source, destination, payload, tag in data:
-                self.nodes[destination].router.on_item(source, (tag, decode(payload)))
+                # Through the data channel's decoder, as the service wires it.
+                router = self.nodes[destination].router
+                body = tag.encode("ascii") + len(payload).to_bytes(4, "big") + payload
+                for item in decode_items(body, plain=router.plain_message).items:
+                    router.on_item(source, item)
             for node in self.nodes.values():
                 node.harness.clock.advance(0)
             if not moved and not data and not self.metadata.queue:

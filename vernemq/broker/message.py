@@ -30,17 +30,19 @@ an outbound topic alias) use L{Message.encode_for}, which does not cache.
 from __future__ import annotations
 
 import struct
-from typing import Any
+from typing import Any, Final
 
 from vernemq.mqtt.codec import encode_publish
 from vernemq.mqtt.packets import Properties
 
-__all__ = ["Message", "pid_bytes", "split_publish"]
+__all__ = ["NO_PROPERTIES", "Message", "pid_bytes", "split_publish"]
 
 pid_bytes = struct.Struct(">H").pack
 """Encode a packet id as its two wire bytes."""
 
 _NO_PROPS: Properties = {}
+#: The (shared, never modified) properties of a message that has none.
+NO_PROPERTIES: Final = _NO_PROPS
 
 #: Properties a server never forwards as received.
 _HOP_PROPERTIES = frozenset({"topic_alias", "subscription_identifier"})

@@ -334,6 +334,11 @@ def _tail(retain: Any, dup: Any, qos: int, mountpoint: str, persisted: Any, poli
     return tail
 
 
+#: A plain record's packer, its length without the payload, routing key
+#: and tail (L{PlainMsgEncoder}).
+_PlainEntry = tuple[Any, int, bytes, bytes]
+
+
 class PlainMsgEncoder:
     """
     Encodes the C{msg} items of one node's plain messages (no properties,
@@ -346,7 +351,7 @@ class PlainMsgEncoder:
     flag and mountpoint.
     """
 
-    __slots__ = ("_cache", "_next", "_prefix")
+    __slots__ = ("_cache", "_mounted", "_next", "_prefix")
 
     def __init__(self, prefix: bytes) -> None:
         """
@@ -356,7 +361,10 @@ class PlainMsgEncoder:
             raise ValueError("a reference prefix is 8 bytes")
         self._prefix = prefix
         self._next = 0
-        self._cache: dict[tuple[str, int, bool, str], tuple[Any, int, bytes, bytes]] = {}
+        # By topic, then by QoS << 1 | retain, without a mountpoint (the
+        # common case: no tuple to build per message); by all four with one.
+        self._cache: dict[str, list[_PlainEntry | None]] = {}
+        self._mounted: dict[tuple[str, int, bool, str], _PlainEntry] = {}
 
     def next_ref(self) -> bytes:
         """A fresh reference (for the records encoded elsewhere)."""
@@ -368,7 +376,11 @@ class PlainMsgEncoder:
         self, topic: str, payload: bytes, qos: int, retain: bool, mountpoint: str
     ) -> EncodedItem:
         """The C{msg} item of one plain message."""
-        entry = self._cache.get((topic, qos, retain, mountpoint))
+        if mountpoint:
+            entry = self._mounted.get((topic, qos, retain, mountpoint))
+        else:
+            entries = self._cache.get(topic)
+            entry = None if entries is None else entries[qos << 1 | retain]
         if entry is None:
             entry = self._entry(topic, qos, retain, mountpoint)
         pack, fixed, fragment, tail = entry
@@ -388,9 +400,7 @@ class PlainMsgEncoder:
             ),
         )
 
-    def _entry(
-        self, topic: str, qos: int, retain: bool, mountpoint: str
-    ) -> tuple[Any, int, bytes, bytes]:
+    def _entry(self, topic: str, qos: int, retain: bool, mountpoint: str) -> _PlainEntry:
         fragment = _topic_fragment(topic)
         tail = _tail(retain, False, qos, mountpoint, False, "prefer_local")
         pack = struct.Struct(f">3sI12scI8sQ{len(fragment)}scI").pack
@@ -398,9 +408,17 @@ class PlainMsgEncoder:
         # the ref (5 + 16), the routing key, the payload's header (5), the
         # rest.
         entry = (pack, 38 + len(fragment) + len(tail), fragment, tail)
-        if len(self._cache) >= _FRAGMENT_CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[(topic, qos, retain, mountpoint)] = entry
+        if mountpoint:
+            if len(self._mounted) >= _FRAGMENT_CACHE_LIMIT:
+                self._mounted.clear()
+            self._mounted[(topic, qos, retain, mountpoint)] = entry
+            return entry
+        entries = self._cache.get(topic)
+        if entries is None:
+            if len(self._cache) >= _FRAGMENT_CACHE_LIMIT:
+                self._cache.clear()
+            entries = self._cache[topic] = [None] * 6
+        entries[qos << 1 | retain] = entry
         return entry
 
 
@@ -687,6 +705,10 @@ def _read_tail(tail: bytes) -> tuple[bool, int, str] | None:
     return flags
 
 
+def _no_factory(topic: str, payload: bytes, retain: bool, qos: int, mountpoint: str) -> Any:
+    raise AssertionError("no plain record shape yet")
+
+
 def decode_items(
     body: bytes,
     max_uncompressed: int = DEFAULT_MAX_FRAME,
@@ -715,10 +737,35 @@ def decode_items(
     head = _MSG_HEAD_REF
     pos = 0
     end = len(body)
-    # The last routing key read: a flood usually repeats its topic.
-    key: bytes | None = None
-    topic = ""
+    # The last routing key and tail read: a flood repeats them.
+    key = last_tail = b"\x00"  # never a whole key or tail
+    key_len = tail_len = 1
+    topic = mountpoint = ""
+    retain = False
+    qos = 0
+    last_flags: tuple[bool, int, str] | None = None
+    # The shape of the last plain record: its bytes up to the reference,
+    # its routing key and payload header, its tail, and their offsets.  A
+    # record of the same shape (a flood of one topic and payload size) is
+    # checked with three comparisons.
+    shaped = False
+    shape = key_header = shape_tail = b""
+    shape_topic = ""
+    shape_flags = (False, 0, "")
+    key_at = payload_at = tail_at = size = 0
+    shape_plain: PlainMessageFactory = _no_factory
     while pos < end:
+        if (
+            shaped
+            and body.startswith(shape, pos)
+            and pos + size <= end
+            and body.startswith(key_header, pos + key_at)
+            and body.startswith(shape_tail, pos + tail_at)
+        ):
+            payload = body[pos + payload_at : pos + tail_at]
+            append((TAG_MSG, shape_plain(shape_topic, payload, *shape_flags)))
+            pos += size
+            continue
         if end - pos < _ITEM_HEADER:
             raise InvalidItem(f"{end - pos} stray bytes at the end of a frame")
         start = pos + _ITEM_HEADER
@@ -730,29 +777,52 @@ def decode_items(
             # The plain record, read by hand; anything else falls through
             # to the generic decoder below.
             at = start + 17 + unpack(body, start + 13)[0]
-            if key is None or not body.startswith(key, at):
+            mark = at + key_len
+            if key_len == 1 or not body.startswith(key, at):
                 try:
                     found = _read_key(body, at) if at < stop else None
                 except (IndexError, struct.error):
                     found = None
-                if found is not None:
+                if found is None:
+                    mark = stop
+                else:
                     key, topic = found
-            if key is not None and body.startswith(key, at):
-                mark = at + len(key)
-                if mark + 5 <= stop and body[mark] == 109:  # BINARY_EXT
-                    after = mark + 5 + unpack(body, mark + 1)[0]
-                    if after <= stop:
-                        tail = body[after:stop]
-                        flags = tails.get(tail) or _read_tail(tail)
-                        if flags is not None:
-                            payload = body[mark + 5 : after]
-                            if plain is not None:
-                                append((TAG_MSG, plain(topic, payload, *flags)))
-                            else:
-                                ref = body[start + 17 : at]
-                                append((TAG_MSG, PlainMsg(body, start, ref, topic, payload, flags)))
-                            pos = stop
-                            continue
+                    key_len = len(key)
+                    mark = at + key_len
+            if mark + 5 <= stop and body[mark] == 109:  # BINARY_EXT
+                after = mark + 5 + unpack(body, mark + 1)[0]
+                if after + tail_len == stop and body.startswith(last_tail, after):
+                    flags = last_flags
+                elif after <= stop:
+                    tail = body[after:stop]
+                    flags = tails.get(tail) or _read_tail(tail)
+                    if flags is not None:
+                        last_tail, tail_len, last_flags = tail, len(tail), flags
+                        retain, qos, mountpoint = flags
+                else:
+                    flags = None
+                if flags is not None:
+                    payload = body[mark + 5 : after]
+                    if plain is not None:
+                        append((TAG_MSG, plain(topic, payload, retain, qos, mountpoint)))
+                        # Shape, topic, tail and flags of this record
+                        # (the variables above move on with the next one).
+                        shaped = True
+                        shape_plain = plain
+                        shape_topic = topic
+                        shape_tail = last_tail
+                        shape_flags = (retain, qos, mountpoint)
+                        shape = body[pos : start + 17]
+                        key_header = body[at : mark + 5]
+                        key_at = at - pos
+                        payload_at = mark + 5 - pos
+                        tail_at = after - pos
+                        size = stop - pos
+                    else:
+                        ref = body[start + 17 : at]
+                        append((TAG_MSG, PlainMsg(body, start, ref, topic, payload, flags)))
+                    pos = stop
+                    continue
         tag = _KNOWN_TAGS.get(raw_tag)
         if tag is not None:
             if stop == start or body[start] != VERSION:

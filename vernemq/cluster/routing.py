@@ -99,7 +99,7 @@ from typing import TYPE_CHECKING, Any, Final
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from vernemq.broker.message import Message
+from vernemq.broker.message import NO_PROPERTIES, Message
 from vernemq.broker.router import Stats, SubOpts
 from vernemq.broker.shared import POLICIES, SharedGroup, tag
 from vernemq.broker.topics import parse_shared
@@ -252,7 +252,24 @@ class ForwardedMessage(Message):
     """
 
     __slots__ = ("mountpoint",)
-    mountpoint: str
+
+    def __init__(
+        self, topic: str, payload: bytes, qos: int, retain: bool, raw: bytes, mountpoint: str
+    ) -> None:
+        # Message.__init__'s fields, set without its checks: no
+        # properties, no expiry, a 3.1.1 encoding.
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = NO_PROPERTIES
+        self.raw = raw
+        self.raw_level = 4
+        self.origin = None
+        self.expires_at = None
+        self._cache = None
+        self._out_props = None
+        self.mountpoint = mountpoint
 
 
 @implementer(IDataItemHandler)
@@ -438,20 +455,26 @@ class ClusterRouter:
             node = matches[0][0]
             if node not in peers:
                 return 0
-            if self._send(node, self._item(topics.mountpoint, msg)):
+            if not msg.properties and msg.expires_at is None:
+                item: Item = self._plain.encode(  # type: ignore[assignment]
+                    msg.topic, msg.payload, msg.qos, msg.retain, topics.mountpoint
+                )
+            else:
+                item = self._item(topics.mountpoint, msg)
+            if self._send(node, item):
                 self.counters["forwarded"] += 1
             else:
                 self.counters["forward_dropped"] += 1
             return 1
-        item: Item | None = None
+        shared: Item | None = None
         sent: set[str] = set()
         for node, _ in matches:
             if node in sent or node not in peers:
                 continue
             sent.add(node)
-            if item is None:
-                item = self._item(topics.mountpoint, msg)
-            if self._send(node, item):
+            if shared is None:
+                shared = self._item(topics.mountpoint, msg)
+            if self._send(node, shared):
                 self.counters["forwarded"] += 1
             else:
                 self.counters["forward_dropped"] += 1
@@ -693,14 +716,15 @@ class ClusterRouter:
         shared group); an C{enq} is delivered to the session it names.
         """
         tag_, term = item
+        if term.__class__ is ForwardedMessage:
+            # The usual record (only ever a msg item's), made by
+            # plain_message while the frame was decoded.
+            self.counters["received"] += 1
+            broker = self.broker
+            route_forwarded(broker.topics(term.mountpoint), term, broker.counters)
+            return
         try:
             if tag_ == TAG_MSG:
-                if term.__class__ is ForwardedMessage:
-                    # The usual record, decoded by plain_message.
-                    self.counters["received"] += 1
-                    broker = self.broker
-                    route_forwarded(broker.topics(term.mountpoint), term, broker.counters)
-                    return
                 if term.__class__ is PlainMsg:
                     self.counters["received"] += 1
                     broker = self.broker
@@ -738,10 +762,14 @@ class ClusterRouter:
         it as it is (L{Message.frame}), as a local publish's received bytes
         are.
         """
-        raw = encode_publish(topic, payload, qos, retain, False, 1 if qos else None, None, 4)
-        msg = ForwardedMessage(topic, payload, qos, retain, None, raw, 4)
-        msg.mountpoint = mountpoint
-        return msg
+        return ForwardedMessage(
+            topic,
+            payload,
+            qos,
+            retain,
+            encode_publish(topic, payload, qos, retain, False, 1 if qos else None, None, 4),
+            mountpoint,
+        )
 
     def _enqueue(self, term: Any) -> None:
         """
