@@ -56,6 +56,16 @@ class SessionCluster:
         """Deliver metadata and data items."""
         self.routing.settle()
 
+    def kill(self, name: str) -> None:
+        """C{name} dies: the others lose it and route among themselves."""
+        self.network.kill(name)
+        self.running.discard(name)
+        del self.routing.nodes[name]
+        rest = sorted(self.routing.nodes)
+        for node in self.routing.nodes.values():
+            node.store.set_members(rest)
+            node.router.set_peers([n for n in rest if n != node.name])
+
     def owner(self, key: tuple[bytes, bytes] = KEY) -> Any:
         """The node every store names for C{key} (asserted equal)."""
         owners = {
@@ -414,12 +424,7 @@ class LeaveTests(SynchronousTestCase):
         clean.subscribe(("q/#", 1))
         self.cluster.settle()
         self.assertEqual(self.cluster.owner((b"", b"cs")), A)
-        self.cluster.network.kill(A)
-        self.cluster.running.discard(A)
-        del self.cluster.routing.nodes[A]
-        for node in (self.b, self.c):
-            node.store.set_members([B, C])
-            node.router.set_peers([n for n in (B, C) if n != node.name])
+        self.cluster.kill(A)
         fixed = run(coroutine(self.cluster.sessions[B].fixDeadQueues([A], [B, C])))
         self.assertEqual(fixed, 1)
         self.cluster.settle()
@@ -704,12 +709,7 @@ class MovedExpiryTests(SynchronousTestCase):
         persistent(self.a, "p")
         self.cluster.settle()
         self.cluster.network.transport(B).call(A, "session_connected", [b"", b"p"], 1.0)
-        self.cluster.network.kill(A)
-        self.cluster.running.discard(A)
-        del self.cluster.routing.nodes[A]
-        for node in (self.b, self.c):
-            node.store.set_members([B, C])
-            node.router.set_peers([n for n in (B, C) if n != node.name])
+        self.cluster.kill(A)
         self.b.harness.advance(40)
         fixed = run(coroutine(self.cluster.sessions[B].fixDeadQueues([A], [B])))
         self.assertEqual(fixed, 1)
