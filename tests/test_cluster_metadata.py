@@ -637,6 +637,7 @@ operation = st.one_of(
     st.tuples(st.just("deliver"), st.integers(0, 6)),
     st.tuples(st.just("advance"), st.floats(0, 3)),
     st.tuples(st.just("sync"), st.sampled_from(NODES)),
+    st.tuples(st.just("up"), st.sampled_from(NODES), st.sampled_from(NODES)),
     st.tuples(st.just("remove"), st.sampled_from(NODES)),
 )
 
@@ -682,6 +683,11 @@ class PropertyTests(SynchronousTestCase):
                 c.clock.advance(op[1])
             elif kind == "sync":
                 c[op[1]].anti_entropy()
+            elif kind == "up":
+                # A link came up: concurrent exchanges, pulls, summaries.
+                if op[1] != op[2]:
+                    c[op[1]].peer_up(op[2])
+                    c[op[2]].peer_up(op[1])
             elif kind == "remove":
                 # A membership hiccup: the node is dropped, then comes back.
                 for n in NODES:

@@ -35,8 +35,8 @@ current member is known to hold that version or a newer one for the key.
 It learns that only from the member itself (never second-hand):
 
   - C{md_ack}: a node that stores a new tombstone tells every member; a node
-    sent a tombstone it already has (or has already collected) answers the
-    sender;
+    sent a tombstone (or a summary of one, C{md_have}) it already has, or
+    has already collected, answers the sender;
   - anti-entropy: a bucket hash equal to ours, or an entry the peer sent us,
     is first-hand evidence of what the peer holds.
 
@@ -71,23 +71,58 @@ write:
   3. A -> B  C{("md_want", sid, buckets, records)}  the buckets that differ,
      and a packed 24-byte record per entry of ours in them: key hash,
      version time and counter, node-name hash (no values)
-  4. B -> A  C{("md_entries", sid, entries[, want_older, want_missing])}
-     B's entries that are newer than ours or that we lack (with values);
-     the last chunk carries the key hashes B wants from us
+  4. B -> A  C{("md_entries", sid, entries[, want_older, want_missing
+     [, coming]])}  B's entries that are newer than ours or that we lack
+     (with values); the last chunk carries the key hashes B wants from us,
+     and those B lacks too but has already asked another node for
   5. A -> B  C{("md_repair", entries)}   our entries for those keys
 
 So a value crosses the network only where the other side needs it; what
 is equal is compared through 24 bytes per entry of the differing buckets.
-Each side then forwards what was new to it to the other members (as a
-broadcast, which is not forwarded again), so after a partition heals one
-exchange across it brings every node of both sides up to date.  A merge
-of 64-bit key hashes assumes no two keys share one (odds about 2^-64 per
-pair).  Step 4 is also how a joining node merges its local history
-(L{MetadataStore.join}), with a L{MergeReport}.
+Each side then tells the other members what was new to it, so after a
+partition heals one exchange across it brings every node of both sides up
+to date:
 
-Wire format: every message is a tuple tagged with an L{Atom}; an entry is
-C{(prefix, key, physical_ms, counter, node)} for a tombstone and
-C{(prefix, key, physical_ms, counter, node, value)} for a value.
+  6. A -> C  C{("md_have", records)}  a record (as in step 3) per entry
+     that the exchange brought; values are not forwarded
+  7. C -> A  C{("md_pull", key_hashes)}  those C lacks or holds older
+  8. A -> C  C{("md_put", entries)}  their values (not forwarded again)
+
+Healing a partition usually starts several exchanges across it at once
+(each node of one side with the other side).  They do not carry the same
+values twice: a node remembers, for C{pull_timeout} seconds, which entry
+(key hash and version) it asked of which peer, in step 4 as in step 7,
+and does not ask another peer for the same entry meanwhile: step 4 lists
+it under C{coming} instead, and the initiator neither sends it nor takes
+its absence as evidence that the responder holds it (tombstones).  If the
+values asked for are lost, the responder asks again once the time is up,
+and an exchange it starts itself is answered with values at once.
+
+A merge of 64-bit key hashes assumes no two keys share one (odds about
+2^-64 per pair).  Step 4 is also how a joining node merges its local
+history (L{MetadataStore.join}), with a L{MergeReport}.
+
+Wire format
+===========
+
+Every message is a tuple tagged with an L{Atom}.  C{entries} is a binary
+holding C{term_to_binary([{Prefix, [Item]}])}: the entries grouped by
+prefix, an item being C{(key, physical_ms, counter, node)} for a tombstone
+and C{(key, physical_ms, counter, node, value)} for a value.  Carrying the
+entries as one binary lets a node encode them once for every peer (the
+same local writes to every member; the same entries asked by several
+peers are encoded once: the encoding of each entry sent lately is kept
+until the next L{MetadataStore.tick}).  A plain list of C{(prefix, key,
+physical_ms, counter, node[, value])} tuples is accepted as well.
+
+C{records} are packed 24-byte records C{(key hash: u64, physical_ms: u64,
+counter: u32, crc32 of the node name: u32)}, big-endian; the key hash is
+the 8-byte BLAKE2b digest of the ETF of C{(prefix, key)}, read as a
+big-endian integer; C{key_hashes}, C{want_older}, C{want_missing} and
+C{coming} are packed u64 key hashes.  C{md_ack} carries records too: the sender holds
+that version of the key or a newer one (a tombstone of ours of the same
+time but another node name is not taken, as the node hash cannot order
+it).
 """
 
 from __future__ import annotations
@@ -103,7 +138,7 @@ from typing import Any, Final
 
 from twisted.logger import Logger
 
-from vernemq.dist.etf import Atom, encode_term
+from vernemq.dist.etf import Atom, decode, encode_term
 
 from .hlc import HybridLogicalClock, Version
 from .interfaces import IMetadataTransport
@@ -149,12 +184,17 @@ A_BUCKETS: Final = Atom("md_buckets")
 A_WANT: Final = Atom("md_want")
 A_ENTRIES: Final = Atom("md_entries")
 A_REPAIR: Final = Atom("md_repair")
+A_HAVE: Final = Atom("md_have")
+A_PULL: Final = Atom("md_pull")
 
 _U64: Final = struct.Struct(">Q")
+_U32: Final = struct.Struct(">I")
 _VERSION_HASH: Final = struct.Struct(">QQQ")
 _GROUPS: Final = struct.Struct(f">{NGROUPS}Q")
 _GROUP_BUCKETS: Final = struct.Struct(f">{_PER_GROUP}Q")
 _RECORD: Final = struct.Struct(">QQII")  # key hash, physical ms, counter, node hash
+#: The most entry encodings kept between two ticks (see MetadataStore._pack).
+_ENCODED_MAX: Final = 65536
 
 # Results of merging one remote entry.
 _NEWER: Final = 0  # installed: the remote version was newer
@@ -210,8 +250,29 @@ def check_value(term: Term, depth: int = 0) -> None:
     )
 
 
+#: The ETF encoding of each prefix seen, for L{_key_hash}.
+_PREFIX_ETF: dict[Prefix, bytes] = {}
+#: L{_node_hash} of each node name seen.
+_NODE_HASH: dict[str, int] = {}
+
+
+def _prefix_head(prefix: Prefix) -> bytes:
+    """
+    The ETF of a 2-tuple up to its second element, the first being
+    C{prefix}: SMALL_TUPLE_EXT, arity 2, the prefix (cached).
+    """
+    head = _PREFIX_ETF.get(prefix)
+    if head is None:
+        if len(_PREFIX_ETF) >= 4096:
+            _PREFIX_ETF.clear()
+        head = _PREFIX_ETF[prefix] = b"\x68\x02" + encode_term(prefix)
+    return head
+
+
 def _key_hash(prefix: Prefix, key: Term) -> int:
-    return _U64.unpack(blake2b(encode_term((prefix, key)), digest_size=8).digest())[0]  # type: ignore[no-any-return]
+    """The 64-bit BLAKE2 hash of the ETF encoding of C{(prefix, key)}."""
+    data = _prefix_head(prefix) + encode_term(key)  # == encode_term((prefix, key))
+    return _U64.unpack(blake2b(data, digest_size=8).digest())[0]  # type: ignore[no-any-return]
 
 
 def _entry_hash(kh: int, version: Version) -> int:
@@ -222,19 +283,70 @@ def _entry_hash(kh: int, version: Version) -> int:
 
 
 def _node_hash(node: str) -> int:
-    return zlib.crc32(node.encode("utf-8"))
+    h = _NODE_HASH.get(node)
+    if h is None:
+        if len(_NODE_HASH) >= 4096:
+            _NODE_HASH.clear()
+        h = _NODE_HASH[node] = zlib.crc32(node.encode("utf-8"))
+    return h
 
 
 class _Entry:
-    """One key's current state: its version, value (or tombstone) and hashes."""
+    """
+    One key's current state: its C{(prefix, key)}, version, value (or
+    tombstone), key hash and entry hash.
+    """
 
-    __slots__ = ("version", "value", "kh", "h")
+    __slots__ = ("fk", "version", "value", "kh", "h")
 
-    def __init__(self, version: Version, value: Term, kh: int, h: int) -> None:
+    def __init__(
+        self, fk: tuple[Prefix, Term], version: Version, value: Term, kh: int, h: int
+    ) -> None:
+        self.fk = fk
         self.version = version
         self.value = value
         self.kh = kh
         self.h = h
+
+
+def _item(entry: _Entry) -> tuple[Any, ...]:
+    """An entry as sent, under its prefix: C{(key, ms, counter, node[, value])}."""
+    l, c, node = entry.version  # noqa: E741
+    if entry.value is TOMBSTONE:
+        return (entry.fk[1], l, c, node)
+    return (entry.fk[1], l, c, node, entry.value)
+
+
+def _etf_list(parts: Sequence[bytes]) -> bytes:
+    """The ETF of a list whose elements are the encoded C{parts}."""
+    if not parts:
+        return b"\x6a"  # NIL_EXT
+    return b"\x6c" + _U32.pack(len(parts)) + b"".join(parts) + b"\x6a"  # LIST_EXT
+
+
+def _pack_entries(groups: dict[Prefix, list[bytes]]) -> bytes:
+    """
+    C{term_to_binary([{Prefix, [Item]}])} from the encoded items of each
+    prefix (see the module docstring).
+    """
+    parts = [_prefix_head(prefix) + _etf_list(items) for prefix, items in groups.items()]
+    return b"\x83" + _etf_list(parts)
+
+
+def _unpack_entries(payload: Any) -> Iterator[tuple[Prefix, Sequence[Any]]]:
+    """
+    The C{(prefix, item)} pairs of an entries payload: the binary of
+    L{_pack_entries}, or a plain list of C{(prefix, key, ms, counter,
+    node[, value])} tuples (accepted too, as hand-written by tests and
+    tools).
+    """
+    if type(payload) is bytes:
+        for prefix, items in decode(payload):
+            for item in items:
+                yield prefix, item
+    else:
+        for wire in payload:
+            yield wire[0], wire[1:]
 
 
 @dataclass
@@ -249,6 +361,8 @@ class MergeReport:
     @ivar replaced: keys where the peer's newer version beat ours.
     @ivar kept: keys where our newer version beat the peer's.
     @ivar sent: entries sent to the peer (ours newer, or missing there).
+    @ivar coming: entries the peer lacked or held older but had already
+        asked another node for, so we did not send them.
     @ivar buckets: how many of the 4096 buckets differed.
     @ivar by_prefix: per prefix, C{[received, replaced, kept, sent]}.
     """
@@ -259,13 +373,14 @@ class MergeReport:
     replaced: int = 0
     kept: int = 0
     sent: int = 0
+    coming: int = 0
     buckets: int = 0
     by_prefix: dict[Prefix, list[int]] = field(default_factory=dict)
 
     @property
     def in_sync(self) -> bool:
         """Whether the two stores were already equal."""
-        return self.received == self.replaced == self.kept == self.sent == 0
+        return self.received == self.replaced == self.kept == self.sent == self.coming == 0
 
     def _count(self, prefix: Prefix, index: int) -> None:
         counts = self.by_prefix.get(prefix)
@@ -284,9 +399,10 @@ class _Exchange:
     report: MergeReport
     on_done: Callable[[MergeReport], None] | None
     digest: tuple[int, ...] = ()
-    advertised: dict[tuple[Prefix, Term], Version] = field(default_factory=dict)
-    by_kh: dict[int, tuple[Prefix, Term]] = field(default_factory=dict)
-    peer_sent: set[tuple[Prefix, Term]] = field(default_factory=set)
+    #: Key hash -> the version we advertised in md_want.
+    advertised: dict[int, Version] = field(default_factory=dict)
+    #: Key hashes of the entries the peer sent us.
+    peer_sent: set[int] = field(default_factory=set)
 
 
 class MetadataStore:
@@ -318,6 +434,7 @@ class MetadataStore:
         purge_memory: float = 3600.0,
         exchange_timeout: float = 60.0,
         max_drift_ms: int = 60_000,
+        pull_timeout: float = 10.0,
     ) -> None:
         """
         @param node: this node's name.
@@ -330,6 +447,8 @@ class MetadataStore:
             anti-entropy exchange is forgotten.
         @param max_drift_ms: remote timestamps further ahead than this are
             logged (see L{HybridLogicalClock}).
+        @param pull_timeout: seconds during which an entry asked of one
+            peer is not asked again of another (see the module docstring).
         """
         self.node = Atom(node)
         self._transport = transport
@@ -338,6 +457,7 @@ class MetadataStore:
         self._batch_size = batch_size
         self._purge_memory = purge_memory
         self._exchange_timeout = exchange_timeout
+        self._pull_timeout = pull_timeout
         self.clock = HybridLogicalClock(
             self.node, lambda: int(now() * 1000), max_drift_ms=max_drift_ms
         )
@@ -346,16 +466,26 @@ class MetadataStore:
         self._prefixes: dict[Prefix, dict[Term, _Entry]] = {}
         self._bucket_hash = [0] * NBUCKETS
         self._group_hash = [0] * NGROUPS
-        self._bucket_keys: list[set[tuple[Prefix, Term]]] = [set() for _ in range(NBUCKETS)]
+        # Per bucket, key hash -> entry: finds an entry by its key hash.
+        self._buckets: list[dict[int, _Entry]] = [{} for _ in range(NBUCKETS)]
         self._tomb_acks: dict[tuple[Prefix, Term], set[str]] = {}
         self._purged: dict[tuple[Prefix, Term], tuple[Version, int, float]] = {}
+        self._purged_kh: dict[int, tuple[Prefix, Term]] = {}
         self._members: frozenset[str] = frozenset([self.node])
         self._subscribers: dict[Prefix, list[Subscriber]] = {}
-        self._pending: list[tuple[Any, ...]] = []
-        self._acks_all: list[tuple[Any, ...]] = []
-        self._acks_to: dict[str, list[tuple[Any, ...]]] = {}
-        self._replies: dict[str, list[tuple[Any, ...]]] = {}
-        self._forward: dict[str, list[Any]] = {}
+        # (prefix, item) of local writes, for the next flush.
+        self._pending: list[tuple[Prefix, tuple[Any, ...]]] = []
+        # Packed acknowledgement records, to every member or to one peer.
+        self._acks_all: list[bytes] = []
+        self._acks_to: dict[str, list[bytes]] = {}
+        self._replies: dict[str, list[tuple[Prefix, tuple[Any, ...]]]] = {}
+        # Key hash -> (entry, encoded item): what was sent lately, so that
+        # the same entries sent to several peers are encoded once.
+        self._encoded: dict[int, tuple[_Entry, bytes]] = {}
+        self._forward: dict[str, list[_Entry]] = {}
+        # Key hash -> (physical ms, counter, node hash, peer, expires): the
+        # entries asked of a peer and still on their way (see _pulling).
+        self._pulls: dict[int, tuple[int, int, int, str, float]] = {}
         self._dirty: dict[tuple[Prefix, Term], _Entry | None] = {}
         self._exchanges: dict[int, _Exchange] = {}
         self._next_sid = 1
@@ -435,7 +565,7 @@ class MetadataStore:
         check_value(value)
         version = self.clock.now()
         self._install((prefix, key), version, value, None)
-        self._pending.append((prefix, key, version[0], version[1], version[2], value))
+        self._pending.append((prefix, (key, version[0], version[1], version[2], value)))
         self.wake()
         return version
 
@@ -453,7 +583,7 @@ class MetadataStore:
             return entry.version
         version = self.clock.now()
         self._install((prefix, key), version, TOMBSTONE, None)
-        self._pending.append((prefix, key, version[0], version[1], version[2]))
+        self._pending.append((prefix, (key, version[0], version[1], version[2])))
         self._collect([(prefix, key)])
         self.wake()
         return version
@@ -545,7 +675,7 @@ class MetadataStore:
         *,
         persist: bool = True,
         notify: bool = True,
-    ) -> None:
+    ) -> _Entry:
         prefix, key = fk
         entries = self._prefixes.get(prefix)
         if entries is None:
@@ -556,13 +686,16 @@ class MetadataStore:
             self._xor(kh, old.h)
             old_value = old.value
         else:
-            purged = self._purged.pop(fk, None)
-            kh = purged[1] if purged is not None else _key_hash(prefix, key)
-            self._bucket_keys[kh & _MASK].add(fk)
+            purged = self._purged.pop(fk, None) if self._purged else None
+            if purged is not None:
+                kh = purged[1]
+                self._purged_kh.pop(kh, None)
+            else:
+                kh = _key_hash(prefix, key)
             old_value = TOMBSTONE
         h = _entry_hash(kh, version)
         self._xor(kh, h)
-        entry = entries[key] = _Entry(version, value, kh, h)
+        entry = entries[key] = self._buckets[kh & _MASK][kh] = _Entry(fk, version, value, kh, h)
         if value is TOMBSTONE:
             acks = self._tomb_acks[fk] = {self.node}
             if source is not None:
@@ -580,6 +713,7 @@ class MetadataStore:
                     None if old_value is TOMBSTONE else old_value,
                     None if value is TOMBSTONE else value,
                 )
+        return entry
 
     def _notify(self, callbacks: list[Subscriber], key: Term, old: Term, new: Term) -> None:
         for callback in list(callbacks):
@@ -597,55 +731,69 @@ class MetadataStore:
         self._bucket_hash[bucket] ^= h
         self._group_hash[bucket // _PER_GROUP] ^= h
 
-    def _merge(self, peer: str, wire: Sequence[Any]) -> tuple[int, tuple[Prefix, Term], Version]:
+    def _merge(
+        self, peer: str, prefix: Prefix, item: Sequence[Any]
+    ) -> tuple[int, tuple[Prefix, Term], Version, _Entry | None]:
         """
-        Merge one remote entry (LWW); answers C{_NEWER}, C{_SAME} or
-        C{_OLDER}, the key and the remote version.
+        Merge one remote entry C{(key, ms, counter, node[, value])} under
+        C{prefix} (LWW); answers C{_NEWER}, C{_SAME} or C{_OLDER}, the key,
+        the remote version and our entry after the merge (C{None} when the
+        key was collected here).
         """
-        prefix, key, l, c, node = wire[0], wire[1], wire[2], wire[3], wire[4]  # noqa: E741
+        size = len(item)
+        if size == 5:
+            value = item[4]
+        elif size == 4:
+            value = TOMBSTONE
+        else:
+            raise ValueError("bad entry")
+        key, l, c, node = item[0], item[1], item[2], item[3]  # noqa: E741
         if type(l) is not int or type(c) is not int or not isinstance(node, str):
             raise TypeError("bad version")
-        version: Version = (l, c, Atom(node))
+        version: Version = (l, c, node if type(node) is Atom else Atom(node))
         fk = (prefix, key)
-        value = wire[5] if len(wire) == 6 else TOMBSTONE
         current = self._prefixes.get(prefix, {}).get(key)
         if current is not None:
             if current.version > version:
-                return _OLDER, fk, version
+                return _OLDER, fk, version, current
             if current.version == version:
                 if value is TOMBSTONE:
                     self._acked(fk, peer, version)
-                return _SAME, fk, version
-        else:
+                return _SAME, fk, version, current
+        elif self._purged:
             purged = self._purged.get(fk)
             if purged is not None and purged[0] >= version:
-                return _OLDER, fk, version
-        self._install(fk, version, value, peer)
-        return _NEWER, fk, version
+                return _OLDER, fk, version, None
+        return _NEWER, fk, version, self._install(fk, version, value, peer)
 
     def _apply(
         self,
         peer: str,
-        entries: Sequence[Any],
+        payload: Any,
         exchange: _Exchange | None = None,
         forward: bool = False,
     ) -> None:
         """
-        Merge remote entries, queue acknowledgements, collect.  With
-        C{forward}, what was new here is passed on to the other members.
+        Merge remote entries (an entries payload), queue acknowledgements,
+        collect.  With C{forward}, what was new here is passed on to the
+        other members.
         """
         high = (0, 0)
         forwards = self._forward.setdefault(peer, []) if forward else None
+        advertised = exchange.advertised if exchange is not None else None
         collect: list[tuple[Prefix, Term]] = []
         acks_to_peer = self._acks_to.setdefault(peer, [])
-        for wire in entries:
-            result, fk, version = self._merge(peer, wire)
+        count = 0
+        for prefix, item in _unpack_entries(payload):
+            count += 1
+            result, fk, version, entry = self._merge(peer, prefix, item)
             if version[:2] > high:
                 high = version[:2]
-            if forwards is not None and result == _NEWER:
-                forwards.append(wire)
-            if len(wire) == 5:
-                ack = (fk[0], fk[1], version[0], version[1], version[2])
+            if forwards is not None and entry is not None and result == _NEWER:
+                forwards.append(entry)
+            if len(item) == 4:
+                kh = entry.kh if entry is not None else self._purged[fk][1]
+                ack = _RECORD.pack(kh, version[0], version[1], _node_hash(version[2]))
                 if result == _NEWER:
                     self._acks_all.append(ack)
                     collect.append(fk)
@@ -656,12 +804,13 @@ class MetadataStore:
                 # missed the tombstone (it was removed from the cluster
                 # meanwhile), so send the tombstone back.
                 pv = self._purged[fk][0]
-                self._replies.setdefault(peer, []).append((fk[0], fk[1], pv[0], pv[1], pv[2]))
+                self._replies.setdefault(peer, []).append((fk[0], (fk[1], pv[0], pv[1], pv[2])))
             if exchange is not None:
-                exchange.peer_sent.add(fk)
                 report = exchange.report
+                if entry is not None:
+                    exchange.peer_sent.add(entry.kh)
                 if result == _NEWER:
-                    index = 1 if fk in exchange.advertised else 0
+                    index = 1 if entry.kh in advertised else 0  # type: ignore[union-attr,operator]
                     if index:
                         report.replaced += 1
                     else:
@@ -670,7 +819,7 @@ class MetadataStore:
                 elif result == _OLDER:
                     report.kept += 1
                     report._count(fk[0], 2)
-        self.stats["received_entries"] += len(entries)
+        self.stats["received_entries"] += count
         if high > (0, 0):
             self.clock.observe(*high)
         if collect:
@@ -716,8 +865,9 @@ class MetadataStore:
             if not entries:
                 del self._prefixes[fk[0]]
             self._xor(entry.kh, entry.h)
-            self._bucket_keys[entry.kh & _MASK].discard(fk)
+            self._buckets[entry.kh & _MASK].pop(entry.kh, None)
             self._purged[fk] = (entry.version, entry.kh, expires)
+            self._purged_kh[entry.kh] = fk
             self._dirty[fk] = None
             self.stats["tombstones_collected"] += 1
 
@@ -729,34 +879,91 @@ class MetadataStore:
         if self._pending:
             pending, self._pending = self._pending, []
             self.stats["broadcast_entries"] += len(pending)
-            for peer in peers:
-                for chunk in self._chunks(pending):
-                    self._transport.send(peer, (A_PUT, chunk))
+            for chunk in self._chunks(pending):
+                message = (A_PUT, self._pack_items(chunk))
+                for peer in peers:
+                    self._transport.send(peer, message)
         if self._acks_all:
             acks_all, self._acks_all = self._acks_all, []
-            for peer in peers:
-                for chunk in self._chunks(acks_all):
-                    self._transport.send(peer, (A_ACK, chunk))
+            for chunk in self._chunks(acks_all, self._batch_size * 8):
+                message = (A_ACK, b"".join(chunk))
+                for peer in peers:
+                    self._transport.send(peer, message)
         if self._forward:
             forward, self._forward = self._forward, {}
-            for source, entries in forward.items():
-                for peer in peers if entries else ():
-                    if peer != source:
-                        for chunk in self._chunks(entries):
-                            self._transport.send(peer, (A_PUT, chunk))
+            for source, forwarded in forward.items():
+                targets = [peer for peer in peers if peer != source]
+                if not forwarded or not targets:
+                    continue
+                # A summary, packed once for every peer: each pulls only
+                # what it lacks (md_pull), so values cross the network once.
+                records = self._records(forwarded)
+                for chunk in self._chunks(records, self._batch_size * 8):
+                    message = (A_HAVE, b"".join(chunk))
+                    for peer in targets:
+                        self._transport.send(peer, message)
         if self._replies:
             replies, self._replies = self._replies, {}
-            for peer, entries in replies.items():
-                for chunk in self._chunks(entries):
-                    self._transport.send(peer, (A_PUT, chunk))
+            for peer, items in replies.items():
+                for chunk in self._chunks(items):
+                    self._transport.send(peer, (A_PUT, self._pack_items(chunk)))
         if self._acks_to:
             acks_to, self._acks_to = self._acks_to, {}
             for peer, acks in acks_to.items():
-                for chunk in self._chunks(acks) if acks else ():
-                    self._transport.send(peer, (A_ACK, chunk))
+                for chunk in self._chunks(acks, self._batch_size * 8) if acks else ():
+                    self._transport.send(peer, (A_ACK, b"".join(chunk)))
 
-    def _chunks(self, items: list[Any]) -> Iterator[list[Any]]:
-        size = self._batch_size
+    def _records(self, entries: Iterable[_Entry]) -> list[bytes]:
+        """
+        The packed version record of the current entry of each key of
+        C{entries} still held here, once per key.
+        """
+        buckets = self._buckets
+        pack = _RECORD.pack
+        current = {}
+        for entry in entries:
+            kh = entry.kh
+            held = buckets[kh & _MASK].get(kh)
+            if held is not None:
+                current[kh] = held.version
+        return [pack(kh, v[0], v[1], _node_hash(v[2])) for kh, v in current.items()]
+
+    def _pack_items(self, items: list[tuple[Prefix, tuple[Any, ...]]]) -> bytes:
+        """The entries payload of C{(prefix, item)} pairs."""
+        groups: dict[Prefix, list[bytes]] = {}
+        for prefix, item in items:
+            parts = groups.get(prefix)
+            if parts is None:
+                parts = groups[prefix] = []
+            parts.append(encode_term(item))
+        return _pack_entries(groups)
+
+    def _pack(self, entries: list[_Entry]) -> bytes:
+        """
+        The entries payload of C{entries}, reusing the encoding of an entry
+        sent lately (unchanged since: the same L{_Entry} object).
+        """
+        cache = self._encoded
+        if len(cache) > _ENCODED_MAX:
+            cache.clear()
+        groups: dict[Prefix, list[bytes]] = {}
+        for entry in entries:
+            kh = entry.kh
+            hit = cache.get(kh)
+            if hit is not None and hit[0] is entry:
+                part = hit[1]
+            else:
+                part = encode_term(_item(entry))
+                cache[kh] = (entry, part)
+            prefix = entry.fk[0]
+            parts = groups.get(prefix)
+            if parts is None:
+                parts = groups[prefix] = []
+            parts.append(part)
+        return _pack_entries(groups)
+
+    def _chunks(self, items: list[Any], size: int = 0) -> Iterator[list[Any]]:
+        size = size or self._batch_size
         if len(items) <= size:
             yield items
             return
@@ -776,6 +983,10 @@ class MetadataStore:
                 self._apply(peer, message[1], forward=True)
             elif tag == A_ACK:
                 self._receive_acks(peer, message[1])
+            elif tag == A_HAVE:
+                self._receive_have(peer, message[1])
+            elif tag == A_PULL:
+                self._receive_pull(peer, message[1])
             elif tag == A_DIGEST:
                 self._receive_digest(peer, message[1], message[2])
             elif tag == A_BUCKETS:
@@ -783,7 +994,7 @@ class MetadataStore:
             elif tag == A_WANT:
                 self._receive_want(peer, message[1], message[2], message[3])
             elif tag == A_ENTRIES:
-                self._receive_entries(peer, message[1], message[2], *message[3:5])
+                self._receive_entries(peer, message[1], message[2], *message[3:6])
             else:
                 raise ValueError(f"unknown message {tag!r}")
         except (TypeError, ValueError, IndexError, KeyError, struct.error) as e:
@@ -795,9 +1006,89 @@ class MetadataStore:
                 event_id="vmq.metadata.bad_message",
             )
 
-    def _receive_acks(self, peer: str, acks: Sequence[Any]) -> None:
-        for prefix, key, l, c, node in acks:  # noqa: E741
-            self._acked((prefix, key), peer, (l, c, Atom(node)))
+    def _receive_acks(self, peer: str, records: bytes) -> None:
+        """
+        C{peer} holds these versions (or newer): a tombstone of ours at
+        most that old is acknowledged by it.  An equal time from another
+        node cannot be ordered from the node hash alone: not taken.
+        """
+        buckets = self._buckets
+        for kh, ms, c, nh in _RECORD.iter_unpack(records):
+            entry = buckets[kh & _MASK].get(kh)
+            if entry is None or entry.value is not TOMBSTONE:
+                continue
+            version = entry.version
+            if version[:2] < (ms, c) or (version[:2] == (ms, c) and _node_hash(version[2]) == nh):
+                self._acked(entry.fk, peer, version)
+
+    def _receive_have(self, peer: str, records: bytes) -> None:
+        """
+        C{peer} forwarded a summary of entries new to it: pull those we
+        lack or hold older (unless already on their way from another
+        peer); acknowledge tombstones we hold at exactly that version.
+        """
+        want = bytearray()
+        acks: list[bytes] = []
+        buckets = self._buckets
+        purged = self._purged_kh
+        now = self._now()
+        for record in _RECORD.iter_unpack(records):
+            kh, ms, c, nh = record
+            entry = buckets[kh & _MASK].get(kh)
+            if entry is not None:
+                l, lc, node = entry.version  # noqa: E741
+                if (l, lc) > (ms, c):
+                    continue
+                if (l, lc) == (ms, c) and _node_hash(node) == nh:
+                    if entry.value is TOMBSTONE:
+                        acks.append(_RECORD.pack(*record))
+                    continue
+            elif purged and kh in purged:
+                fk = purged[kh]
+                pv = self._purged[fk][0]
+                if pv[:2] >= (ms, c):
+                    # Deleted and collected here: nothing newer to pull, and
+                    # tell the peer (which may still wait for it).
+                    acks.append(_RECORD.pack(kh, pv[0], pv[1], _node_hash(pv[2])))
+                    continue
+            if not self._pulling(record, peer, now):
+                want += _U64.pack(kh)
+        if want:
+            self._transport.send(peer, (A_PULL, bytes(want)))
+        if acks:
+            self._acks_to.setdefault(peer, []).extend(acks)
+            self.wake()
+
+    def _receive_pull(self, peer: str, khs: bytes) -> None:
+        """C{peer} asks for our entries of these key hashes."""
+        entries = []
+        buckets = self._buckets
+        for (kh,) in _U64.iter_unpack(khs):
+            entry = buckets[kh & _MASK].get(kh)
+            if entry is not None:
+                entries.append(entry)
+        for chunk in self._chunks(entries) if entries else ():
+            self._transport.send(peer, (A_PUT, self._pack(chunk)))
+
+    def _pulling(self, record: tuple[int, int, int, int], peer: str, now: float) -> bool:
+        """
+        Whether the entry of C{record} (or a newer version) was already
+        asked of another peer and is still on its way; if not, note that
+        we ask C{peer} for it now.  Asking twice is harmless (merging is
+        idempotent) but costs the values twice, as when both nodes of one
+        side answer the same exchange after a partition heals.
+        """
+        kh, ms, c, nh = record
+        pull = self._pulls.get(kh)
+        if (
+            pull is not None
+            and pull[3] != peer
+            and pull[4] > now
+            and ((pull[0], pull[1]) > (ms, c) or ((pull[0], pull[1]) == (ms, c) and pull[2] == nh))
+        ):
+            return True
+        self._pulls[kh] = (ms, c, nh, peer, now + self._pull_timeout)
+        return False
 
     # -- anti-entropy -----------------------------------------------------
 
@@ -912,96 +1203,117 @@ class MetadataStore:
         exchange.report.buckets = len(differ)
         # Advertise our versions in those buckets (24 bytes per entry, no
         # values): the peer answers with only what we lack.
-        records = bytearray()
+        flat: list[int] = []
+        add = flat.extend
         advertised = exchange.advertised
-        by_kh = exchange.by_kh
-        prefixes = self._prefixes
+        node_hash = _NODE_HASH
         for b in differ:
-            for fk in self._bucket_keys[b]:
-                entry = prefixes[fk[0]][fk[1]]
-                l, c, node = entry.version  # noqa: E741
-                records += _RECORD.pack(entry.kh, l, c, _node_hash(node))
-                advertised[fk] = entry.version
-                by_kh[entry.kh] = fk
-        self._transport.send(peer, (A_WANT, sid, differ, bytes(records)))
+            for kh, entry in self._buckets[b].items():
+                version = entry.version
+                nh = node_hash.get(version[2])
+                if nh is None:
+                    nh = _node_hash(version[2])
+                add((kh, version[0], version[1], nh))
+                advertised[kh] = version
+        records = struct.pack(">" + "QQII" * (len(flat) // 4), *flat)
+        self._transport.send(peer, (A_WANT, sid, differ, records))
 
     def _receive_want(self, peer: str, sid: int, buckets: Sequence[int], records: bytes) -> None:
-        theirs = {kh: (ms, c, nh) for kh, ms, c, nh in _RECORD.iter_unpack(records)}
+        theirs = {record[0]: record for record in _RECORD.iter_unpack(records)}
         entries = []
         want_older = bytearray()
+        coming = bytearray()
         acked = []
-        prefixes = self._prefixes
+        pack = _U64.pack
+        pulling = self._pulling
+        node_hash = _NODE_HASH
+        now = self._now()
         for b in buckets:
-            for fk in self._bucket_keys[b & _MASK]:
-                entry = prefixes[fk[0]][fk[1]]
-                l, c, node = entry.version  # noqa: E741
-                other = theirs.pop(entry.kh, None)
-                if other is None or (other[0], other[1]) < (l, c):
-                    entries.append(self._wire(fk))
-                elif (other[0], other[1]) > (l, c):
-                    want_older += _U64.pack(entry.kh)
-                    if entry.value is TOMBSTONE:
-                        acked.append(fk)
-                elif other[2] != _node_hash(node):
-                    entries.append(self._wire(fk))  # same time, other node: let them decide
+            for kh, entry in self._buckets[b & _MASK].items():
+                version = entry.version
+                lc = version[:2]
+                other = theirs.pop(kh, None)
+                if other is None or other[1:3] < lc:
+                    entries.append(entry)
+                elif other[1:3] > lc:
+                    if pulling(other, peer, now):
+                        coming += pack(kh)
+                    else:
+                        want_older += pack(kh)
+                        if entry.value is TOMBSTONE:
+                            acked.append(entry)
+                elif other[3] != (node_hash.get(version[2]) or _node_hash(version[2])):
+                    entries.append(entry)  # same time, other node: let them decide
                 elif entry.value is TOMBSTONE:
-                    acked.append(fk)
-        want_missing = b"".join(_U64.pack(kh) for kh in theirs)
-        for fk in acked:
-            self._acked(fk, peer, self._prefixes[fk[0]][fk[1]].version)
+                    acked.append(entry)
+        want_missing = bytearray()
+        for kh, other in theirs.items():
+            if pulling(other, peer, now):
+                coming += pack(kh)
+            else:
+                want_missing += pack(kh)
+        for entry in acked:
+            self._acked(entry.fk, peer, entry.version)
         chunks = list(self._chunks(entries))
         for i, chunk in enumerate(chunks):
-            if i == len(chunks) - 1:
-                self._transport.send(peer, (A_ENTRIES, sid, chunk, bytes(want_older), want_missing))
+            packed = self._pack(chunk)
+            if i < len(chunks) - 1:
+                self._transport.send(peer, (A_ENTRIES, sid, packed))
+            elif coming:
+                self._transport.send(
+                    peer,
+                    (A_ENTRIES, sid, packed, bytes(want_older), bytes(want_missing), bytes(coming)),
+                )
             else:
-                self._transport.send(peer, (A_ENTRIES, sid, chunk))
+                self._transport.send(
+                    peer, (A_ENTRIES, sid, packed, bytes(want_older), bytes(want_missing))
+                )
 
-    def _wire(self, fk: tuple[Prefix, Term]) -> tuple[Any, ...]:
-        prefix, key = fk
-        entry = self._prefixes[prefix][key]
-        l, c, node = entry.version  # noqa: E741
-        if entry.value is TOMBSTONE:
-            return (prefix, key, l, c, node)
-        return (prefix, key, l, c, node, entry.value)
-
-    def _receive_entries(self, peer: str, sid: int, entries: Sequence[Any], *final: bytes) -> None:
+    def _receive_entries(self, peer: str, sid: int, entries: Any, *final: bytes) -> None:
         exchange = self._exchanges.get(sid)
         if exchange is None or exchange.peer != peer:
             return
         self._apply(peer, entries, exchange, forward=True)
         if not final:
             return
-        want_older, want_missing = final
+        want_older, want_missing = final[0], final[1]
         report = exchange.report
+        advertised = exchange.advertised
+        buckets = self._buckets
+        # Keys the peer lacks (or holds older) but already asked another
+        # node for: neither sent nor taken as evidence of what it holds.
+        coming = {kh for (kh,) in _U64.iter_unpack(final[2])} if len(final) > 2 else set()
+        report.coming += len(coming)
         wanted: set[int] = set()
+        repair = []
         for packed, conflict in ((want_older, True), (want_missing, False)):
             for (kh,) in _U64.iter_unpack(packed):
+                if kh in wanted or kh not in advertised:
+                    continue
                 wanted.add(kh)
-                fk = exchange.by_kh.get(kh)
-                if conflict and fk is not None:
+                entry = buckets[kh & _MASK].get(kh)
+                if entry is None:
+                    continue
+                prefix = entry.fk[0]
+                if conflict:
                     report.kept += 1
-                    report._count(fk[0], 2)
-        repair = []
-        for kh in wanted:
-            fk = exchange.by_kh.get(kh)
-            if fk is not None and fk[1] in self._prefixes.get(fk[0], {}):
-                repair.append(self._wire(fk))
+                    report._count(prefix, 2)
+                repair.append(entry)
                 report.sent += 1
-                report._count(fk[0], 3)
+                report._count(prefix, 3)
         # Every advertised tombstone the peer neither wanted nor answered
         # with its own version: the peer holds exactly that version.
-        acked = [
-            fk
-            for fk, version in exchange.advertised.items()
-            if fk in self._tomb_acks
-            and fk not in exchange.peer_sent
-            and self._prefixes[fk[0]][fk[1]].version == version
-            and self._prefixes[fk[0]][fk[1]].kh not in wanted
-        ]
-        for fk in acked:
-            self._acked(fk, peer, exchange.advertised[fk])
+        acked = []
+        for kh, version in advertised.items():
+            if kh in wanted or kh in coming or kh in exchange.peer_sent:
+                continue
+            entry = buckets[kh & _MASK].get(kh)
+            if entry is not None and entry.value is TOMBSTONE and entry.version == version:
+                acked.append(entry)
+        for entry in acked:
+            self._acked(entry.fk, peer, entry.version)
         for chunk in self._chunks(repair) if repair else ():
-            self._transport.send(peer, (A_REPAIR, chunk))
+            self._transport.send(peer, (A_REPAIR, self._pack(chunk)))
         self._finish(exchange)
 
     def _finish(self, exchange: _Exchange) -> None:
@@ -1041,4 +1353,7 @@ class MetadataStore:
                 )
         expired = [fk for fk, (_, _, expires) in self._purged.items() if expires <= now]
         for fk in expired:
-            del self._purged[fk]
+            self._purged_kh.pop(self._purged.pop(fk)[1], None)
+        if self._pulls:
+            self._pulls = {kh: pull for kh, pull in self._pulls.items() if pull[4] > now}
+        self._encoded.clear()
