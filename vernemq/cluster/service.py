@@ -17,6 +17,8 @@ distribution node exists.  It wires:
     SUBSCRIBE and UNSUBSCRIBE per the C{allow_*_during_netsplit} flags;
   - the command registry with the C{cluster} family, served to
     C{vmq-admin} as C{vmq:admin_command/1};
+  - durable config (L{DurableConfig}): overrides in the metadata store
+    applied to the broker, and C{vmq-admin config};
   - the replicated metadata store (L{MetadataService}, persisted in
     C{<platform_data_dir>/meta/metadata.sqlite3}) over the distribution
     (L{DistMetadataTransport}), told the members on every change and a
@@ -53,6 +55,7 @@ from zope.interface import implementer
 
 from vernemq.admin.cli import exportAdminCommand
 from vernemq.admin.cluster import registerClusterCommands, registerMetadataCommands
+from vernemq.admin.config import registerConfigCommands
 from vernemq.admin.registry import CommandRegistry
 from vernemq.cluster.datachannel import (
     DataChannelService,
@@ -61,6 +64,7 @@ from vernemq.cluster.datachannel import (
     cluster_listener_specs,
 )
 from vernemq.cluster.datatls import DataChannelTLS
+from vernemq.cluster.durable_config import DurableConfig
 from vernemq.cluster.membership import LeaveHooks, Membership
 from vernemq.cluster.metadata import MergeReport, MetadataService, SqliteMetadataStorage
 from vernemq.cluster.readiness import Readiness
@@ -86,6 +90,7 @@ class Cluster:
     datachannel: DataChannelService
     router: ClusterRouter
     sessions: ClusterSessions | None = None
+    durable_config: DurableConfig | None = None
 
 
 def _history(node: NodeService) -> str | None:
@@ -204,10 +209,14 @@ def makeCluster(config: Any, node: NodeService, reactor: Any) -> Cluster:
     membership.setServiceParent(node)
     readiness.setServiceParent(node)
     metadata.setServiceParent(node)
+    durableConfig = DurableConfig(metadata.store, broker)  # started once the store is loaded
+    registerConfigCommands(registry, durableConfig)
+    durableConfig.setServiceParent(node)
     datachannel.setServiceParent(node)
     ClusterRouting(membership, transport, metadata, datachannel, router).setServiceParent(node)
     return Cluster(
-        transport, membership, readiness, registry, metadata, datachannel, router, sessions
+        transport, membership, readiness, registry, metadata, datachannel, router, sessions,
+        durableConfig,
     )
 
 
