@@ -245,8 +245,15 @@ def main() -> None:
                 f"| {max(r['loss_pct'] for r in runs)} |"
             )
         single, cross = list(medians.values())[:2]
+        singles, crosses = (results[label] for label in list(results)[:2])
+        ratios = [c["delivered"] / s["delivered"] for s, c in zip(singles, crosses, strict=True)]
         print()
         print(f"cross-node / single-node: {cross / single:.2f}x (target >= 0.5x)")
+        print(
+            "per round (each pair run back to back): "
+            + ", ".join(f"{r:.2f}x" for r in ratios)
+            + f"; median {statistics.median(ratios):.2f}x"
+        )
         print(json.dumps({"medians": medians, "cpus": os.cpu_count(),
                           "pinned": bool(pinned(NODE_CPU))}))
     finally:

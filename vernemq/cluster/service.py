@@ -174,6 +174,7 @@ def makeCluster(config: Any, node: NodeService, reactor: Any) -> Cluster:
         plain_message=router.plain_message,
     )
     holder.append(datachannel)
+    router.set_sender(datachannel.send)
     exportDataAddress(transport, datachannel)
 
     def reachable(peer: str) -> bool:
