@@ -199,19 +199,26 @@ class EncodedItem:
     @ivar wire: the whole item: tag, length, C{term_to_binary(term)}.
     """
 
-    __slots__ = ("_term", "tag", "wire")
+    __slots__ = ("_term", "wire")
 
     def __init__(self, tag: str, wire: bytes) -> None:
-        self.tag = tag
+        if wire[:3] != tag.encode("ascii"):
+            raise ValueError(f"{wire[:3]!r} is not the tag {tag!r}")
         self.wire = wire
-        self._term: Any = _UNSET
+
+    @property
+    def tag(self) -> str:
+        """The item's tag, as written at the head of L{wire}."""
+        return self.wire[:3].decode("ascii")
 
     @property
     def term(self) -> Any:
         """The item's term, decoded from L{wire} (once)."""
-        if self._term is _UNSET:
-            self._term = decode(self.wire[_ITEM_HEADER:])
-        return self._term
+        try:
+            return self._term
+        except AttributeError:
+            self._term: Any = decode(self.wire[_ITEM_HEADER:])
+            return self._term
 
     def __len__(self) -> int:
         return 2
@@ -234,7 +241,7 @@ class EncodedItem:
         return f"EncodedItem({self.tag!r}, {self.wire!r})"
 
 
-_UNSET: Final = object()
+_new_object: Final = object.__new__
 _MSG_HEAD: Final = b"\x83h\x0cw\x07vmq_msg"  # version, {12-tuple, vmq_msg, ...
 #: "msg", the item length, the record's head, the ref's BINARY_EXT header.
 _pack_msg_head = struct.Struct(">3sI12scI").pack
@@ -387,18 +394,16 @@ class PlainMsgEncoder:
         n = self._next
         self._next = n + 1
         p = len(payload)
-        return EncodedItem(
-            TAG_MSG,
-            b"".join(
-                (
-                    pack(
-                        b"msg", fixed + p, _MSG_HEAD, b"m", 16, self._prefix, n, fragment, b"m", p
-                    ),
-                    payload,
-                    tail,
-                )
-            ),
+        # EncodedItem without its __init__ (a Python call per message).
+        item = _new_object(EncodedItem)
+        item.wire = b"".join(
+            (
+                pack(b"msg", fixed + p, _MSG_HEAD, b"m", 16, self._prefix, n, fragment, b"m", p),
+                payload,
+                tail,
+            )
         )
+        return item
 
     def _entry(self, topic: str, qos: int, retain: bool, mountpoint: str) -> _PlainEntry:
         fragment = _topic_fragment(topic)
