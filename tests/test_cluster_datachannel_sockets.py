@@ -43,16 +43,52 @@ class Collector:
             self.done.callback(None)
 
 
+async def until(check: Any) -> None:
+    """Wait (on the real reactor) until C{check()} holds."""
+    while not check():
+        await deferLater(reactor, 0.01)
+
+
+async def exchangeBothWays(
+    test: TestCase,
+    services: dict[str, DataChannelService],
+    collectors: dict[str, Collector],
+    count: int,
+) -> None:
+    """
+    Send C{count} items from A to B and from B to A, half before the links
+    are up (buffered) and half after; check that each side got the
+    other's items, all of them, in order.
+    """
+    links = {A: services[A].add_peer(B), B: services[B].add_peer(A)}
+
+    def send(name: str, start: int, stop: int) -> None:
+        for i in range(start, stop):
+            message = RoutedMessage(f"t/{name}", bytes(64), qos=1, msg_ref=b"%d" % i)
+            test.assertTrue(links[name].send(message.to_item()))
+
+    half = count // 2
+    send(A, 0, half)
+    send(B, 0, half)
+    await until(lambda: links[A].reachable and links[B].reachable)
+    send(A, half, count)
+    send(B, half, count)
+    await collectors[A].done
+    await collectors[B].done
+
+    for receiver, sender in ((A, B), (B, A)):
+        got = collectors[receiver].items
+        test.assertEqual({node for node, _ in got}, {sender})
+        refs = [RoutedMessage.from_term(item[1]).msg_ref for _, item in got]
+        test.assertEqual(refs, [b"%d" % i for i in range(count)])
+
+
 class TwoNodesOverTCPTests(TestCase):
     """
     Two nodes, real TCP on loopback.
     """
 
     timeout = 60
-
-    async def _until(self, check: Any) -> None:
-        while not check():
-            await deferLater(reactor, 0.01)
 
     def test_exchange(self) -> Deferred[None]:
         """
@@ -81,27 +117,10 @@ class TwoNodesOverTCPTests(TestCase):
             services[name].startService()
             self.addCleanup(services[name].stopService)
 
-        links = {A: services[A].add_peer(B), B: services[B].add_peer(A)}
-
-        def send(name: str, start: int, stop: int) -> None:
-            for i in range(start, stop):
-                message = RoutedMessage(f"t/{name}", bytes(64), qos=1, msg_ref=b"%d" % i)
-                self.assertTrue(links[name].send(message.to_item()))
-
-        half = COUNT // 2
-        send(A, 0, half)
-        send(B, 0, half)
-        await self._until(lambda: links[A].reachable and links[B].reachable)
-        send(A, half, COUNT)
-        send(B, half, COUNT)
-        await collectors[A].done
-        await collectors[B].done
+        await exchangeBothWays(self, services, collectors, COUNT)
 
         for receiver, sender in ((A, B), (B, A)):
             got = collectors[receiver].items
-            self.assertEqual({node for node, _ in got}, {sender})
-            refs = [RoutedMessage.from_term(item[1]).msg_ref for _, item in got]
-            self.assertEqual(refs, [b"%d" % i for i in range(COUNT)])
             self.assertEqual(RoutedMessage.from_term(got[0][1][1]).topic, f"t/{sender}")
         for name in (A, B):
             totals = services[name].totals()

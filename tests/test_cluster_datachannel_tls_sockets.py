@@ -20,7 +20,7 @@ from twisted.logger import ILogObserver, LogEvent, LogLevel, globalLogPublisher
 from twisted.trial.unittest import TestCase
 from zope.interface import implementer
 
-from tests.test_cluster_datachannel_sockets import Collector
+from tests.test_cluster_datachannel_sockets import Collector, exchangeBothWays, until
 from tests.test_cluster_datatls import NodeCertificates
 from tests.tlshelpers import Certificates
 from vernemq.cluster.datachannel import (
@@ -65,10 +65,6 @@ class TLSNodes(TestCase):
         self.warnings = Warnings()
         globalLogPublisher.addObserver(self.warnings)
         self.addCleanup(globalLogPublisher.removeObserver, self.warnings)
-
-    async def _until(self, check: Any) -> None:
-        while not check():
-            await deferLater(reactor, 0.01)
 
     def node(
         self,
@@ -138,27 +134,8 @@ class TLSDataChannelTests(TLSNodes):
         params = self.services[A].connect_params()
         assert params is not None
         self.assertTrue(params.tls)
-        links = {A: self.services[A].add_peer(B), B: self.services[B].add_peer(A)}
-
-        def send(name: str, start: int, stop: int) -> None:
-            for i in range(start, stop):
-                message = RoutedMessage(f"t/{name}", bytes(64), qos=1, msg_ref=b"%d" % i)
-                self.assertTrue(links[name].send(message.to_item()))
-
-        half = COUNT // 2
-        send(A, 0, half)
-        send(B, 0, half)
-        await self._until(lambda: links[A].reachable and links[B].reachable)
-        send(A, half, COUNT)
-        send(B, half, COUNT)
-        await collectors[A].done
-        await collectors[B].done
-
+        await exchangeBothWays(self, self.services, collectors, COUNT)
         for receiver, sender in ((A, B), (B, A)):
-            got = collectors[receiver].items
-            self.assertEqual({node for node, _ in got}, {sender})
-            refs = [RoutedMessage.from_term(item[1]).msg_ref for _, item in got]
-            self.assertEqual(refs, [b"%d" % i for i in range(COUNT)])
             self.assertEqual(self.services[receiver].inbound_nodes(), [sender])
         self.assertEqual(self.warnings.events, [])
 
@@ -192,7 +169,7 @@ class TLSDataChannelTests(TLSNodes):
                 if e.get("cluster_event") == "data_link_unreachable" and e.get("peer") == peer
             ]
 
-        await self._until(lambda: refused() and unreachable(A) and unreachable(E))
+        await until(lambda: refused() and unreachable(A) and unreachable(E))
         # Let anything else that would be logged for these attempts arrive.
         await deferLater(reactor, 0.5)
 
@@ -287,7 +264,7 @@ class NodeNameTests(TLSNodes):
         self.assertTrue(fromImpostor.send(RoutedMessage("t", b"from e").to_item()))
         self.assertTrue(toImpostor.send(RoutedMessage("t", b"to e").to_item()))
 
-        await self._until(
+        await until(
             lambda: self.lines("data_link_refused") and self.lines("data_link_unreachable", peer=NB)
         )
         await deferLater(reactor, 0.5)
