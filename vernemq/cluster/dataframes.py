@@ -652,6 +652,42 @@ def _read_key(body: bytes, pos: int) -> tuple[bytes, str] | None:
     return body[pos : at + 1], topic
 
 
+def _plain_atom(tail: bytes, pos: int) -> tuple[str, int]:
+    """
+    The atom of L{_PLAIN_ATOMS} at C{pos} and the position after it.
+
+    @raise ValueError: there is none there.
+    """
+    if tail[pos] != 119:  # SMALL_ATOM_UTF8_EXT
+        raise ValueError("not a small atom")
+    end = pos + 2 + tail[pos + 1]
+    atom = _PLAIN_ATOMS.get(tail[pos:end])
+    if atom is None:
+        raise ValueError("not a plain record's atom")
+    return atom, end
+
+
+def _ascii_string(tail: bytes, pos: int) -> tuple[str, int]:
+    """
+    The ASCII string (C{NIL} or C{STRING_EXT}) at C{pos} and the position
+    after it.
+
+    @raise ValueError: there is none there.
+    """
+    if tail[pos] == 106:  # NIL
+        return "", pos + 1
+    if tail[pos] != 107:  # STRING_EXT
+        raise ValueError("not a string")
+    end = pos + 3 + (tail[pos + 1] << 8 | tail[pos + 2])
+    raw = tail[pos + 3 : end]
+    if len(raw) != end - pos - 3 or not raw.isascii():
+        raise ValueError("not an ASCII string")
+    return raw.decode("ascii"), end
+
+
+_BOOLEANS: Final = ("true", "false")
+
+
 def _read_tail(tail: bytes) -> tuple[bool, int, str] | None:
     """
     Retain, QoS and mountpoint from the bytes after a record's payload, if
@@ -662,45 +698,22 @@ def _read_tail(tail: bytes) -> tuple[bool, int, str] | None:
     if not tail.endswith(_EMPTY_MAP_TAIL):
         return None
     try:
-        atoms = []
-        pos = 0
-        for expected in ("atom", "atom", "qos", "mountpoint", "atom", "atom"):
-            if expected == "qos":
-                if tail[pos] != 97 or tail[pos + 1] > 2:
-                    return None
-                qos = tail[pos + 1]
-                pos += 2
-            elif expected == "mountpoint":
-                if tail[pos] == 106:
-                    mountpoint = ""
-                    pos += 1
-                elif tail[pos] == 107:
-                    end = pos + 3 + (tail[pos + 1] << 8 | tail[pos + 2])
-                    raw = tail[pos + 3 : end]
-                    if len(raw) != end - pos - 3 or not raw.isascii():
-                        return None
-                    mountpoint = raw.decode("ascii")
-                    pos = end
-                else:
-                    return None
-            else:
-                if tail[pos] != 119:
-                    return None
-                end = pos + 2 + tail[pos + 1]
-                atom = _PLAIN_ATOMS.get(tail[pos:end])
-                if atom is None:
-                    return None
-                atoms.append(atom)
-                pos = end
-    except IndexError:
+        retain, pos = _plain_atom(tail, 0)
+        dup, pos = _plain_atom(tail, pos)
+        if tail[pos] != 97 or tail[pos + 1] > 2:  # SMALL_INTEGER_EXT 0..2
+            return None
+        qos = tail[pos + 1]
+        mountpoint, pos = _ascii_string(tail, pos + 2)
+        persisted, pos = _plain_atom(tail, pos)
+        policy, pos = _plain_atom(tail, pos)
+    except (IndexError, ValueError):
         return None
-    retain, dup, persisted, policy = atoms
     if (
         pos != len(tail) - len(_EMPTY_MAP_TAIL)
-        or retain not in ("true", "false")
-        or dup not in ("true", "false")
-        or persisted not in ("true", "false")
-        or policy in ("true", "false")
+        or retain not in _BOOLEANS
+        or dup not in _BOOLEANS
+        or persisted not in _BOOLEANS
+        or policy in _BOOLEANS
     ):
         return None
     flags = (retain == "true", qos, mountpoint)
@@ -710,8 +723,37 @@ def _read_tail(tail: bytes) -> tuple[bool, int, str] | None:
     return flags
 
 
-def _no_factory(topic: str, payload: bytes, retain: bool, qos: int, mountpoint: str) -> Any:
-    raise AssertionError("no plain record shape yet")
+def _read_plain(
+    body: bytes, start: int, stop: int, key: bytes, topic: str
+) -> tuple[bytes, str, int, int, int, tuple[bool, int, str]] | None:
+    """
+    Read the plain C{#vmq_msg{}} record spanning C{start:stop} (its head
+    already checked) by hand: C{(key, topic, at, payload_at, tail_at,
+    flags)} with the routing key's bytes and topic, where the reference
+    ends, where the payload starts and ends, and retain/QoS/mountpoint;
+    L{None} for any other shape.  C{key} and C{topic} are the previous
+    record's, reused when this one has the same routing key.
+    """
+    at = start + 17 + _unpack_u32_from(body, start + 13)[0]
+    if not (key and body.startswith(key, at)):
+        try:
+            found = _read_key(body, at) if at < stop else None
+        except (IndexError, struct.error):
+            return None
+        if found is None:
+            return None
+        key, topic = found
+    mark = at + len(key)
+    if mark + 5 > stop or body[mark] != 109:  # BINARY_EXT
+        return None
+    after = mark + 5 + _unpack_u32_from(body, mark + 1)[0]
+    if after > stop:
+        return None
+    tail = body[after:stop]
+    flags = _plain_tails.get(tail) or _read_tail(tail)
+    if flags is None:
+        return None
+    return key, topic, at, mark + 5, after, flags
 
 
 def decode_items(
@@ -738,37 +780,32 @@ def decode_items(
     unknown: list[str] = []
     append = items.append
     unpack = _unpack_u32_from
-    tails = _plain_tails
     head = _MSG_HEAD_REF
     pos = 0
     end = len(body)
-    # The last routing key and tail read: a flood repeats them.
-    key = last_tail = b"\x00"  # never a whole key or tail
-    key_len = tail_len = 1
-    topic = mountpoint = ""
-    retain = False
-    qos = 0
-    last_flags: tuple[bool, int, str] | None = None
-    # The shape of the last plain record: its bytes up to the reference,
-    # its routing key and payload header, its tail, and their offsets.  A
-    # record of the same shape (a flood of one topic and payload size) is
-    # checked with three comparisons.
+    # The last plain record's routing key and topic: a flood repeats them.
+    key = b""
+    topic = ""
+    # With a factory, the shape of the last plain record: its bytes up to
+    # the reference, its routing key and payload header, its tail, their
+    # offsets, its topic and flags.  A record of the same shape (a flood of
+    # one topic and payload size) is checked with three comparisons.
     shaped = False
     shape = key_header = shape_tail = b""
     shape_topic = ""
     shape_flags = (False, 0, "")
     key_at = payload_at = tail_at = size = 0
-    shape_plain: PlainMessageFactory = _no_factory
     while pos < end:
         if (
             shaped
+            and plain is not None
             and body.startswith(shape, pos)
             and pos + size <= end
             and body.startswith(key_header, pos + key_at)
             and body.startswith(shape_tail, pos + tail_at)
         ):
             payload = body[pos + payload_at : pos + tail_at]
-            append((TAG_MSG, shape_plain(shape_topic, payload, *shape_flags)))
+            append((TAG_MSG, plain(shape_topic, payload, *shape_flags)))
             pos += size
             continue
         if end - pos < _ITEM_HEADER:
@@ -781,53 +818,27 @@ def decode_items(
         if raw_tag == b"msg" and body.startswith(head, start):
             # The plain record, read by hand; anything else falls through
             # to the generic decoder below.
-            at = start + 17 + unpack(body, start + 13)[0]
-            mark = at + key_len
-            if key_len == 1 or not body.startswith(key, at):
-                try:
-                    found = _read_key(body, at) if at < stop else None
-                except (IndexError, struct.error):
-                    found = None
-                if found is None:
-                    mark = stop
+            read = _read_plain(body, start, stop, key, topic)
+            if read is not None:
+                key, topic, at, begin, after, flags = read
+                payload = body[begin:after]
+                if plain is None:
+                    ref = body[start + 17 : at]
+                    append((TAG_MSG, PlainMsg(body, start, ref, topic, payload, flags)))
                 else:
-                    key, topic = found
-                    key_len = len(key)
-                    mark = at + key_len
-            if mark + 5 <= stop and body[mark] == 109:  # BINARY_EXT
-                after = mark + 5 + unpack(body, mark + 1)[0]
-                if after + tail_len == stop and body.startswith(last_tail, after):
-                    flags = last_flags
-                elif after <= stop:
-                    tail = body[after:stop]
-                    flags = tails.get(tail) or _read_tail(tail)
-                    if flags is not None:
-                        last_tail, tail_len, last_flags = tail, len(tail), flags
-                        retain, qos, mountpoint = flags
-                else:
-                    flags = None
-                if flags is not None:
-                    payload = body[mark + 5 : after]
-                    if plain is not None:
-                        append((TAG_MSG, plain(topic, payload, retain, qos, mountpoint)))
-                        # Shape, topic, tail and flags of this record
-                        # (the variables above move on with the next one).
-                        shaped = True
-                        shape_plain = plain
-                        shape_topic = topic
-                        shape_tail = last_tail
-                        shape_flags = (retain, qos, mountpoint)
-                        shape = body[pos : start + 17]
-                        key_header = body[at : mark + 5]
-                        key_at = at - pos
-                        payload_at = mark + 5 - pos
-                        tail_at = after - pos
-                        size = stop - pos
-                    else:
-                        ref = body[start + 17 : at]
-                        append((TAG_MSG, PlainMsg(body, start, ref, topic, payload, flags)))
-                    pos = stop
-                    continue
+                    append((TAG_MSG, plain(topic, payload, *flags)))
+                    shaped = True
+                    shape = body[pos : start + 17]
+                    key_header = body[at:begin]
+                    shape_tail = body[after:stop]
+                    shape_topic = topic
+                    shape_flags = flags
+                    key_at = at - pos
+                    payload_at = begin - pos
+                    tail_at = after - pos
+                    size = stop - pos
+                pos = stop
+                continue
         tag = _KNOWN_TAGS.get(raw_tag)
         if tag is not None:
             if stop == start or body[start] != VERSION:
