@@ -30,19 +30,17 @@ an outbound topic alias) use L{Message.encode_for}, which does not cache.
 from __future__ import annotations
 
 import struct
-from typing import Any, Final
+from typing import Any
 
 from vernemq.mqtt.codec import encode_publish
 from vernemq.mqtt.packets import Properties
 
-__all__ = ["NO_PROPERTIES", "Message", "pid_bytes", "split_publish"]
+__all__ = ["ForwardedMessage", "Message", "pid_bytes", "split_publish"]
 
 pid_bytes = struct.Struct(">H").pack
 """Encode a packet id as its two wire bytes."""
 
 _NO_PROPS: Properties = {}
-#: The (shared, never modified) properties of a message that has none.
-NO_PROPERTIES: Final = _NO_PROPS
 
 #: Properties a server never forwards as received.
 _HOP_PROPERTIES = frozenset({"topic_alias", "subscription_identifier"})
@@ -243,3 +241,31 @@ class Message:
             props,
             5 if (level & 0x7F) == 5 else 4,
         )
+
+
+class ForwardedMessage(Message):
+    """
+    A message another node forwarded here, with the mountpoint it was
+    published in (L{vernemq.cluster.routing.ClusterRouter.plain_message}).
+    """
+
+    __slots__ = ("mountpoint",)
+
+    def __init__(
+        self, topic: str, payload: bytes, qos: int, retain: bool, raw: bytes, mountpoint: str
+    ) -> None:
+        # Message.__init__'s fields (keep the two in step), set without its
+        # checks, once per forwarded message: no properties, no expiry, a
+        # 3.1.1 encoding.
+        self.topic = topic
+        self.payload = payload
+        self.qos = qos
+        self.retain = retain
+        self.properties = _NO_PROPS
+        self.raw = raw
+        self.raw_level = 4
+        self.origin = None
+        self.expires_at = None
+        self._cache = None
+        self._out_props = None
+        self.mountpoint = mountpoint

@@ -99,7 +99,7 @@ from typing import TYPE_CHECKING, Any, Final
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from vernemq.broker.message import NO_PROPERTIES, Message
+from vernemq.broker.message import ForwardedMessage, Message
 from vernemq.broker.router import Stats, SubOpts
 from vernemq.broker.shared import POLICIES, SharedGroup, tag
 from vernemq.broker.topics import parse_shared
@@ -243,33 +243,6 @@ class RemoteMember:
     def deliver(self, msg: Message, sub_qos: int, rap: bool, sub_ids: tuple[int, ...]) -> None:
         """Send C{msg} to the session on its node (an C{enq} item)."""
         self.router.remote_enqueue(self, msg)
-
-
-class ForwardedMessage(Message):
-    """
-    A message another node forwarded here, with the mountpoint it was
-    published in (L{ClusterRouter.plain_message}).
-    """
-
-    __slots__ = ("mountpoint",)
-
-    def __init__(
-        self, topic: str, payload: bytes, qos: int, retain: bool, raw: bytes, mountpoint: str
-    ) -> None:
-        # Message.__init__'s fields, set without its checks: no
-        # properties, no expiry, a 3.1.1 encoding.
-        self.topic = topic
-        self.payload = payload
-        self.qos = qos
-        self.retain = retain
-        self.properties = NO_PROPERTIES
-        self.raw = raw
-        self.raw_level = 4
-        self.origin = None
-        self.expires_at = None
-        self._cache = None
-        self._out_props = None
-        self.mountpoint = mountpoint
 
 
 @implementer(IDataItemHandler)
