@@ -234,10 +234,10 @@ class RemoteEnqueues:
                 return
             # Nobody else: the link buffers it until it reconnects.
         mountpoint, client_id = member.sid
-        routed = router._routed(mountpoint, msg)
+        record = router.message_term(mountpoint, msg)
         node, mailbox = self._node, self._mailbox
         caller: Any = _UNDEFINED
-        ref: Any = routed.msg_ref
+        ref: Any = record[1]  # the #vmq_msg{} record's msg_ref
         if node is not None and mailbox is not None:
             caller = mailbox.pid
             ref = node.makeRef()
@@ -249,12 +249,12 @@ class RemoteEnqueues:
                 (
                     _ENQUEUE_MANY,
                     (mountpoint.encode("utf-8"), client_id.encode("utf-8")),
-                    [(_DELIVER, member.opts.qos, routed.to_term())],
+                    [(_DELIVER, member.opts.qos, record)],
                     {_SHARED: member.shared_filter.encode("utf-8")},
                 ),
             ),
         )
-        if not router._send(peer, item):
+        if not router.send(peer, item):
             self.counters["forward_dropped"] += 1
             if caller is not _UNDEFINED and not self._requeue(member, msg, excluded):
                 self._lost(member, msg, "its data link dropped it")

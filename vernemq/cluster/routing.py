@@ -306,6 +306,10 @@ class ClusterRouter:
         self.enqueues = RemoteEnqueues(self)
         broker.cluster_router = self
 
+    def send(self, node: str, item: Item) -> bool:
+        """Hand C{item} to the data channel for C{node}; C{False} if dropped."""
+        return self._send(node, item)
+
     def set_sender(self, send: Callable[[str, Item], bool]) -> None:
         """
         Hand items to C{send} from now on (the data channel's own C{send},
