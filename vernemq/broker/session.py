@@ -415,9 +415,7 @@ class Session:
                     alias = len(aliases) + 1
                     new = True
             if sub_ids or expiry is not None or alias:
-                data = msg.encode_for(
-                    5, qos, retain, dup, pid, list(sub_ids), expiry, alias, known
-                )
+                data = msg.encode_for(5, qos, retain, dup, pid, list(sub_ids), expiry, alias, known)
                 if limit and len(data) > limit:
                     self._drop_too_large()
                     return False
@@ -537,9 +535,7 @@ class Session:
             if earliest is None or due < earliest:
                 earliest = due
         if earliest is not None:
-            self._retry_call = self.broker.reactor.callLater(
-                max(earliest - now, 0.0), self._retry
-            )
+            self._retry_call = self.broker.reactor.callLater(max(earliest - now, 0.0), self._retry)
 
     def deliver_retained(self, msg: Message, opts: SubOpts) -> None:
         """Deliver a retained message for a new subscription (RETAIN set)."""
@@ -708,14 +704,30 @@ class Session:
         if self.conn is None:
             self.broker.end_session(self, "expired")
 
-    def park(self) -> None:
+    def park(self, offline: float = 0.0) -> None:
         """
         An offline session that arrived without a connection (moved here
         from another node, L{vernemq.cluster.sessions}): start its expiry
-        (afresh), as if its connection had just gone.
+        as if its connection had gone C{offline} seconds ago (it ends at
+        once if that is past its expiry).
         """
         if self.conn is None and self.expiry is not None and self._expiry_call is None:
-            self._expiry_call = self.broker.reactor.callLater(self.expiry, self._expired)
+            self._expiry_call = self.broker.reactor.callLater(
+                max(self.expiry - offline, 0.0), self._expired
+            )
+
+    def offline_seconds(self) -> float:
+        """
+        Seconds this session has spent offline, as its expiry timer counts
+        them (across moves, see L{park}): 0 while connected or when it
+        never expires.
+        """
+        expiry = self.expiry
+        call = self._expiry_call
+        if self.conn is not None or expiry is None or call is None or not call.active():
+            return 0.0
+        left = call.getTime() - self.broker.reactor.seconds()
+        return min(max(expiry - left, 0.0), float(expiry))
 
     def _cancel_expiry(self) -> None:
         if self._expiry_call is not None:
@@ -968,9 +980,7 @@ class Session:
                 codes[i] = 0x8F if v5 else 0x80
                 continue
             if v5 and sub.no_local and parse_shared(topic_filter)[0] is not None:
-                raise ProtocolError(
-                    f"no local on the shared subscription {topic_filter!r}", 0x82
-                )
+                raise ProtocolError(f"no local on the shared subscription {topic_filter!r}", 0x82)
             if limit and topic_filter not in self.subscriptions:
                 if count >= limit:
                     codes[i] = 0x97 if v5 else 0x80
@@ -1033,8 +1043,9 @@ class Session:
             if self.bridge:
                 opts = SubOpts(qos, True, True, sub.retain_handling, sub_ids)
             else:
-                opts = SubOpts(qos, sub.no_local, sub.retain_as_published,
-                               sub.retain_handling, sub_ids)
+                opts = SubOpts(
+                    qos, sub.no_local, sub.retain_as_published, sub.retain_handling, sub_ids
+                )
             existed = topic_filter in self.subscriptions
             self.subscriptions[topic_filter] = opts
             topics.subscribe(topic_filter, self, opts)

@@ -169,36 +169,6 @@ def _sid_key(sid: tuple[str, str]) -> tuple[bytes, bytes]:
     return (sid[0].encode("utf-8"), sid[1].encode("utf-8"))
 
 
-def _offline_for(session: Session) -> float:
-    """
-    Seconds C{session} has spent offline, as its expiry timer counts them:
-    0 while connected or when it never expires.  (Read from the timer the
-    session runs, L{Session.park} / L{Session.connection_lost}, so that a
-    session that moved before keeps counting from its first node.)
-    """
-    expiry = session.expiry
-    if session.conn is not None or expiry is None:
-        return 0.0
-    call: IDelayedCall | None = getattr(session, "_expiry_call", None)
-    if call is None or not call.active():
-        return 0.0
-    left = call.getTime() - session.broker.reactor.seconds()
-    return min(max(expiry - left, 0.0), float(expiry))
-
-
-def _shorten_expiry(session: Session, offline: float) -> None:
-    """
-    C{session} was just parked (L{Session.park}, its full expiry): it has
-    already been offline C{offline} seconds elsewhere, make its expiry end
-    that much sooner (at once if it is over).
-    """
-    expiry = session.expiry
-    call: IDelayedCall | None = getattr(session, "_expiry_call", None)
-    if expiry is None or call is None or not call.active():
-        return
-    call.reset(max(expiry - offline, 0.0))
-
-
 def pick_node(nodes: Iterable[str], sid: tuple[str, str]) -> str:
     """
     The node of C{nodes} (sorted) that C{sid} maps to, C{crc32(sid) mod N}:
@@ -460,8 +430,9 @@ class ClusterSessions:
             owner = self._owner(sid)
             if owner is None or not self.transport.isConnected(owner):
                 return None
-            return Deferred.fromCoroutine(self._ask(owner, "session_takeover", sid, clean_start,
-                                                    tolerant=True))
+            return Deferred.fromCoroutine(
+                self._ask(owner, "session_takeover", sid, clean_start, tolerant=True)
+            )
         if broker.config["coordinate_registrations"]:
             try:
                 sync = pick_node(self.running(), sid)
@@ -475,8 +446,7 @@ class ClusterSessions:
 
     def _owner(self, sid: tuple[str, str]) -> str | None:
         """The other node the subscriber entry of C{sid} names, if any."""
-        value = self.router.store.get(SUBSCRIBER, (sid[0].encode("utf-8"),
-                                                   sid[1].encode("utf-8")))
+        value = self.router.store.get(SUBSCRIBER, (sid[0].encode("utf-8"), sid[1].encode("utf-8")))
         if not (isinstance(value, tuple) and value):
             return None
         owner = str(value[0])
@@ -548,9 +518,7 @@ class ClusterSessions:
         session.qos2_in.update(state.qos2_in)
         session.next_pid = state.next_pid
         broker.sessions[sid] = session
-        session.park()
-        if state.offline > 0:
-            _shorten_expiry(session, state.offline)
+        session.park(state.offline)
         if broker.clustered:
             self.router.subscriptions_changed(session)
         return session
@@ -581,7 +549,7 @@ class ClusterSessions:
         broker = self.broker
         sid = session.sid
         self.counters["takeovers"] += 1
-        offline = _offline_for(session)
+        offline = session.offline_seconds()
         subscriptions = dict(session.subscriptions)
         topics = session.topics
         for topic_filter in subscriptions:
@@ -745,8 +713,7 @@ class ClusterSessions:
         elif not (isinstance(current, tuple) and current and str(current[0]) == target):
             return
         self.log.info(
-            "client {client_id} is connected here: its subscriber entry, {what}, is "
-            "written again",
+            "client {client_id} is connected here: its subscriber entry, {what}, is written again",
             client_id=sid[1],
             what="deleted" if target is None else f"written by {target}",
         )
@@ -808,9 +775,7 @@ class ClusterSessions:
     async def _collect(self, sid: tuple[str, str], requester: str, clean: bool) -> Any:
         targets = sorted(n for n in self.running() if n != requester)
         args = [sid[0].encode("utf-8"), sid[1].encode("utf-8"), Atom(requester), clean]
-        calls = [
-            self.transport.call(n, "session_takeover", args, self.rpcTimeout) for n in targets
-        ]
+        calls = [self.transport.call(n, "session_takeover", args, self.rpcTimeout) for n in targets]
         results = await DeferredList(calls, consumeErrors=True)
         answer: Any = _NONE
         for target, (ok, value) in zip(targets, results, strict=True):
@@ -855,9 +820,7 @@ class ClusterSessions:
         candidates = [s for s in list(broker.sessions.values()) if s.expiry != 0]
         if not targets:
             if candidates:
-                self.log.warn(
-                    "no member left to migrate {n} queues to", n=len(candidates)
-                )
+                self.log.warn("no member left to migrate {n} queues to", n=len(candidates))
             return (0, 0)
         total_msgs = sum(len(s.pending) + len(s.inflight) for s in candidates)
         batches: dict[str, list[Any]] = {}
@@ -931,8 +894,10 @@ class ClusterSessions:
                 continue
             if str(value[0]) not in dead_set:
                 continue
-            persistent = len(value) >= 3 and isinstance(value[2], dict) and not _bool(
-                value[2].get(_CLEAN_SESSION, True)
+            persistent = (
+                len(value) >= 3
+                and isinstance(value[2], dict)
+                and not _bool(value[2].get(_CLEAN_SESSION, True))
             )
             if not persistent or not targets:
                 stale.append(key)
@@ -955,9 +920,7 @@ class ClusterSessions:
             for start in range(0, len(terms), self.batch):
                 chunk = terms[start : start + self.batch]
                 try:
-                    await self.transport.call(
-                        target, "session_adopt", [chunk], self.rpcTimeout * 4
-                    )
+                    await self.transport.call(target, "session_adopt", [chunk], self.rpcTimeout * 4)
                 except BadRpc as error:
                     self.log.error(
                         "recreating queues of {dead} on {peer} failed: {error}",
@@ -975,4 +938,3 @@ class ClusterSessions:
             stale=len(stale),
         )
         return fixed
-
