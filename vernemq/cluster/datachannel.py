@@ -127,6 +127,7 @@ from vernemq.cluster.dataframes import (
     Item,
     OutgoingBatch,
     PlainMessageFactory,
+    PlainMsg,
     encode_hello,
     encode_item,
 )
@@ -278,13 +279,13 @@ class RoutedMessage:
         properties and no expiry, and a record with extra trailing elements
         (a newer peer) is truncated to the 12 known ones.
 
-        A record-like view with a C{term} attribute (the lazily decoded
-        records of L{vernemq.cluster.dataframes}) is read through it.
+        A L{PlainMsg} (how L{decode_items} hands out the usual record) is
+        read through its term.
 
         @raise ValueError: if C{term} is not such a record.
         """
-        if term.__class__ is not tuple:
-            term = getattr(term, "term", term)
+        if isinstance(term, PlainMsg):
+            term = term.term
         if not (isinstance(term, tuple) and len(term) >= 10 and term[0] == "vmq_msg"):
             raise ValueError("not a vmq_msg record")
         if len(term) == 11:
