@@ -420,6 +420,20 @@ class InitiatorTests(SynchronousTestCase):
             sent = transport.value()
             self.assertIn(frame2(encodeChallengeReply(42, digest(555, "C"))), sent)
 
+    def test_disconnectedWhileDialling(self) -> None:
+        """
+        An initiator disconnected before its TCP connection is made (its
+        node let the peer's simultaneous connection win) does not fail, and
+        aborts the connection when it is made, without a handshake byte.
+        """
+        owner = FakeOwner("a@vm")
+        protocol = InitiatorProtocol(owner, MemoryReactorClock(), "b@vm")
+        protocol.disconnect("simultaneous connect: the peer's connection wins")
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        self.assertEqual(b"", transport.value())
+        self.assertTrue(transport.disconnecting)
+
     def test_simultaneousQuiet(self) -> None:
         """A C{nok} closes the initiator without a warning."""
         owner = FakeOwner("a@vm")

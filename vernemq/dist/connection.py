@@ -167,6 +167,10 @@ class DistributionProtocol(Protocol):
 
     def connectionMade(self) -> None:
         """Start the setup timer; the initiator opens the handshake."""
+        if self._closing:
+            # Disconnected while its TCP connection was still being made.
+            self.transport.abortConnection()
+            return
         # Erlang's distribution sockets run without Nagle (dist_nodelay).
         setNoDelay = getattr(self.transport, "setTcpNoDelay", None)
         if setNoDelay is not None:
@@ -302,7 +306,10 @@ class DistributionProtocol(Protocol):
         self._closing = True
         if self._ticker is not None and self._ticker.running:
             self._ticker.stop()
-        self.transport.abortConnection()
+        if self.transport is not None:
+            self.transport.abortConnection()
+        # else still dialling (an attempt that lost a simultaneous connect,
+        # or failed): connectionMade aborts it.
 
 
 class AcceptorProtocol(DistributionProtocol):
